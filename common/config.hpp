@@ -1,0 +1,118 @@
+// Config: syncline.yaml loaded once (env substitution, schema validation) into typed structs.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include "common/logging.hpp"
+
+namespace syncline {
+
+// Every problem of a config file, one per line: "<file>:<line>: <key.path>: <problem>".
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+using LogConfig = log::Options;
+
+struct HttpConfig {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;  // 0: no HTTP server
+};
+
+inline HttpConfig http_on_port(std::uint16_t port) {
+  HttpConfig http;
+  http.port = port;
+  return http;
+}
+
+struct KafkaConfig {
+  std::string bootstrap_servers;
+  std::string client_id = "syncline";
+  std::string topic_prefix = "syncline";
+  std::map<std::string, std::string> properties;  // librdkafka properties, as written
+};
+
+struct PostgresConfig {
+  std::string dsn;
+};
+
+struct SearchConfig {
+  std::string url;
+  std::string username;  // basic auth when set
+  std::string password;
+  std::string api_key;  // "Authorization: ApiKey" when set
+  std::string ca_file;  // empty: the system's CA store
+  bool verify_tls = true;
+  std::chrono::milliseconds request_timeout{30'000};
+};
+
+// One struct per binary; later features add their settings here and in schemas/config.schema.json.
+struct ProducerConfig {
+  HttpConfig http = http_on_port(9631);
+};
+
+struct PgProjectorConfig {
+  HttpConfig http = http_on_port(9632);
+};
+
+struct EsProjectorConfig {
+  HttpConfig http = http_on_port(9633);
+};
+
+struct CtlConfig {
+  HttpConfig http = http_on_port(9634);
+};
+
+struct Config {
+  std::string source;  // file name (or the name given to config_from_string), for messages
+
+  LogConfig log;
+  KafkaConfig kafka;
+  // Optional so that a deployment without e.g. Elasticsearch needs no dummy section.
+  std::optional<PostgresConfig> write_db;
+  std::optional<PostgresConfig> read_db;
+  std::optional<SearchConfig> search;
+
+  ProducerConfig producer;
+  PgProjectorConfig pg_projector;
+  EsProjectorConfig es_projector;
+  CtlConfig ctl;
+
+  // The section a binary cannot work without; throws ConfigError naming the file and the section.
+  const PostgresConfig& require_write_db() const;
+  const PostgresConfig& require_read_db() const;
+  const SearchConfig& require_search() const;
+};
+
+// Looks up an environment variable; std::nullopt when it is not set.
+using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;
+
+std::optional<std::string> process_env(const std::string& name);
+
+// schemas/config.schema.json below schema_dir() ($SYNCLINE_SCHEMA_DIR or the source tree).
+std::filesystem::path default_schema_path();
+
+struct LoadOptions {
+  EnvLookup env = process_env;
+  // Empty: the schema compiled into the binary (schemas/config.schema.json at build time).
+  std::filesystem::path schema{};
+};
+
+// Replaces ${VAR} and ${VAR:-default} (default also when VAR is empty); "$$" is a literal '$'.
+// Throws std::invalid_argument naming the variable when it is unset and has no default.
+std::string expand_env(std::string_view text, const EnvLookup& env);
+
+// Reads, substitutes, validates and converts; throws ConfigError listing every problem found.
+Config load_config(const std::filesystem::path& file, const LoadOptions& options = {});
+Config config_from_string(std::string_view yaml, std::string_view name, const LoadOptions& options = {});
+
+}  // namespace syncline

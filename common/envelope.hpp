@@ -1,0 +1,92 @@
+// Envelope: the JSON value of every Kafka message Syncline produces (schemas/envelope.schema.json).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/lsn.hpp"
+
+namespace syncline {
+
+// Row-change operation, Debezium's letters: create, update, delete, read (snapshot), truncate.
+enum class Op : char { create = 'c', update = 'u', remove = 'd', read = 'r', truncate = 't' };
+
+std::optional<Op> op_from_code(char code);
+constexpr char op_code(Op op) { return static_cast<char>(op); }
+
+// Where in the write database an event came from.
+struct EventSource {
+  std::string db;
+  std::string schema;
+  std::string table;
+  Lsn lsn;                // of the change itself
+  Lsn commit_lsn;         // of its transaction: the position the producer stores and confirms
+  std::uint64_t seq = 0;  // position of the change within its transaction
+  std::uint64_t txid = 0;
+  std::string commit_ts;                     // ISO-8601 UTC
+  bool snapshot = false;                     // published by a snapshot, not read from the WAL
+  std::vector<std::string> unchanged_toast;  // columns left out of `after`; sinks keep their value
+
+  friend bool operator==(const EventSource&, const EventSource&) = default;
+};
+
+// A domain event (outbox row or logical message) has no `op`; a row change has `op` and before/after.
+struct Envelope {
+  std::string id;
+  std::string type;
+  std::string aggregate_type;
+  std::string aggregate_id;
+  std::string occurred_at;  // ISO-8601 UTC
+  nlohmann::json payload;
+  std::optional<Op> op;
+  std::optional<nlohmann::json> before;
+  std::optional<nlohmann::json> after;
+  EventSource source;
+  std::optional<nlohmann::json> headers;
+
+  bool is_row_change() const { return op.has_value(); }
+
+  friend bool operator==(const Envelope&, const Envelope&) = default;
+};
+
+// Decoding failures name the offending field: "envelope field 'source.lsn': ...".
+class EnvelopeError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Field order as in DESIGN.md, so a message read by a person looks like the documentation.
+nlohmann::ordered_json envelope_to_json(const Envelope& envelope);
+// Compact UTF-8 JSON; throws EnvelopeError if a string in it is not valid UTF-8.
+std::string encode_envelope(const Envelope& envelope);
+
+// Unknown fields are ignored, so consumers keep working when producers add fields.
+Envelope envelope_from_json(const nlohmann::json& json);
+Envelope decode_envelope(std::string_view text);
+
+// Kafka headers, so a consumer can route or skip a message without parsing its value.
+namespace kafka_header {
+inline constexpr std::string_view event_id = "syncline-event-id";
+inline constexpr std::string_view event_type = "syncline-event-type";
+inline constexpr std::string_view commit_lsn = "syncline-commit-lsn";
+}  // namespace kafka_header
+
+std::array<std::pair<std::string_view, std::string>, 3> kafka_headers(const Envelope& envelope);
+
+// Sorted keys, no whitespace, UTF-8 unescaped: equal values always give equal bytes.
+std::string canonical_json(const nlohmann::json& value);
+
+// The Kafka message key: the aggregate id of a domain event; for a row change the canonical JSON of
+// its primary-key columns (taken from `after`, or `before` for a delete). An empty `primary_key`
+// means the table's replica identity is the whole row. A truncate concerns every row: key "{}".
+std::string message_key(const Envelope& envelope, std::span<const std::string> primary_key);
+
+}  // namespace syncline

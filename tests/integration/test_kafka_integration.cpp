@@ -1,0 +1,200 @@
+// Integration tests against the real Kafka broker: topic admin, transactions, read_committed
+// consumption and seeking on assignment.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "common/kafka.hpp"
+#include "tests/support/stack_env.hpp"
+
+namespace syncline::kafka {
+namespace {
+
+using namespace std::chrono_literals;
+using test::poll_until;
+using test::stack_env;
+using test::unique_name;
+
+class KafkaIntegration : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(test::require_kafka());
+    admin_ = std::make_unique<AdminClient>(Properties{{"bootstrap.servers", stack_env().kafka_bootstrap}});
+    topic_ = unique_name("syncline_test_kafka");
+    ASSERT_EQ(admin_->create_topics({{topic_, 1, 1, {{"retention.ms", "-1"}}}}, 30s),
+              std::vector<std::string>{topic_});
+  }
+
+  void TearDown() override {
+    if (admin_) admin_->delete_topics({topic_}, 30s);
+  }
+
+  Properties producer_properties(const std::string& transactional_id) const {
+    return {{"bootstrap.servers", stack_env().kafka_bootstrap}, {"transactional.id", transactional_id}};
+  }
+
+  Properties consumer_properties(const std::string& group) const {
+    return {{"bootstrap.servers", stack_env().kafka_bootstrap},
+            {"group.id", group},
+            {"enable.partition.eof", "true"}};
+  }
+
+  ::testing::AssertionResult wait_for_high_watermark(std::int64_t offset) const {
+    return poll_until([&] { return admin_->watermark_offsets(topic_, 0, 10s).high == offset; }, 30s,
+                      "high watermark " + std::to_string(offset) + " on " + topic_);
+  }
+
+  // Consumes until the end of the partition; the values seen, in order.
+  std::vector<std::string> read_to_end(Consumer& consumer) const {
+    std::vector<std::string> values;
+    bool at_end = false;
+    EXPECT_TRUE(poll_until(
+        [&] {
+          for (auto message = consumer.poll(100ms); message; message = consumer.poll(0ms)) {
+            if (message->ok()) {
+              values.emplace_back(message->value());
+            } else if (message->error() == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+              at_end = true;
+            } else {
+              ADD_FAILURE() << "consumer error: " << message->error_message();
+            }
+          }
+          return at_end;
+        },
+        60s, "the consumer to reach the end of " + topic_));
+    return values;
+  }
+
+  std::unique_ptr<AdminClient> admin_;
+  std::string topic_;
+};
+
+TEST_F(KafkaIntegration, CreatedTopicIsListedWithItsConfigAndCreatingItAgainIsTolerated) {
+  const auto info = admin_->describe_topic(topic_, 10s);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->partitions.size(), 1u);
+  EXPECT_EQ(admin_->topic_config(topic_, 10s).at("retention.ms"), "-1");
+  EXPECT_TRUE(admin_->create_topics({{topic_, 1, 1, {}}}, 30s).empty());
+  const auto topics = admin_->list_topics(10s);
+  EXPECT_TRUE(
+      std::any_of(topics.begin(), topics.end(), [&](const TopicInfo& t) { return t.name == topic_; }));
+  EXPECT_FALSE(admin_->describe_topic(unique_name("syncline_no_such_topic"), 10s).has_value());
+}
+
+TEST_F(KafkaIntegration, ReadCommittedConsumerSeesOnlyTheCommittedTransaction) {
+  std::vector<DeliveryReport> reports;
+  TransactionalProducer producer(producer_properties(unique_name("syncline_test_txn")),
+                                 [&](const DeliveryReport& report) { reports.push_back(report); });
+  producer.init_transactions(30s);
+
+  producer.begin_transaction();
+  for (int i = 0; i < 3; ++i) {
+    producer.produce({.topic = topic_,
+                      .key = "k" + std::to_string(i),
+                      .value = "committed-" + std::to_string(i),
+                      .headers = {{"syncline-event-id", std::to_string(i)}},
+                      .tag = static_cast<std::uint64_t>(i)});
+  }
+  producer.commit_transaction();
+
+  producer.begin_transaction();
+  for (int i = 0; i < 2; ++i)
+    producer.produce({.topic = topic_, .key = "a", .value = "aborted-" + std::to_string(i)});
+  producer.flush(10s);  // the aborted messages really reach the log
+  producer.abort_transaction();
+
+  // commit_transaction flushed, so the committed messages' reports have been served.
+  ASSERT_GE(reports.size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_TRUE(reports[i].ok()) << reports[i].error_message;
+    EXPECT_EQ(reports[i].tag, i);
+    EXPECT_EQ(reports[i].topic, topic_);
+  }
+
+  // 3 committed + commit marker + 2 aborted + abort marker. The coordinator writes markers
+  // after answering, and only then is the whole log readable.
+  ASSERT_TRUE(wait_for_high_watermark(7));
+
+  Consumer consumer(consumer_properties(unique_name("syncline_test_group")));
+  consumer.subscribe({topic_});
+  EXPECT_EQ(read_to_end(consumer), (std::vector<std::string>{"committed-0", "committed-1", "committed-2"}));
+  consumer.close();
+}
+
+TEST_F(KafkaIntegration, AssignmentHookSeeksAndCommittedOffsetsAreReadBack) {
+  {
+    TransactionalProducer producer(producer_properties(unique_name("syncline_test_txn")));
+    producer.init_transactions(30s);
+    producer.begin_transaction();
+    for (int i = 0; i < 4; ++i) producer.produce({.topic = topic_, .value = "m" + std::to_string(i)});
+    producer.commit_transaction();
+  }
+  ASSERT_TRUE(wait_for_high_watermark(5));  // 4 messages + commit marker
+
+  const std::string group = unique_name("syncline_test_group");
+  std::vector<TopicPartition> assigned;
+  RebalanceHooks hooks;
+  hooks.on_assign = [&](const std::vector<TopicPartition>& partitions) {
+    assigned.insert(assigned.end(), partitions.begin(), partitions.end());
+    // As a projector does with the offset stored in its sink.
+    return std::vector<TopicPartitionOffset>{{topic_, 0, 2}};
+  };
+  Consumer consumer(consumer_properties(group), hooks);
+  consumer.subscribe({topic_});
+  EXPECT_EQ(read_to_end(consumer), (std::vector<std::string>{"m2", "m3"}));
+  EXPECT_EQ(assigned, (std::vector<TopicPartition>{{topic_, 0}}));
+  EXPECT_EQ(consumer.assignment(), (std::vector<TopicPartition>{{topic_, 0}}));
+
+  consumer.commit({{topic_, 0, 4}}, CommitMode::sync);
+  EXPECT_EQ(consumer.committed({{topic_, 0}}, 10s), (std::vector<TopicPartitionOffset>{{topic_, 0, 4}}));
+
+  consumer.pause({{topic_, 0}});
+  consumer.resume({{topic_, 0}});
+  consumer.close();
+}
+
+TEST_F(KafkaIntegration, FailingAssignmentHookPausesThePartitionAndSurfacesFromPoll) {
+  {
+    TransactionalProducer producer(producer_properties(unique_name("syncline_test_txn")));
+    producer.init_transactions(30s);
+    producer.begin_transaction();
+    producer.produce({.topic = topic_, .value = "m0"});
+    producer.commit_transaction();
+  }
+  ASSERT_TRUE(wait_for_high_watermark(2));
+
+  RebalanceHooks hooks;
+  hooks.on_assign = [](const std::vector<TopicPartition>&) -> std::vector<TopicPartitionOffset> {
+    throw std::runtime_error("offset store unreachable");
+  };
+  Consumer consumer(consumer_properties(unique_name("syncline_test_group")), hooks);
+  consumer.subscribe({topic_});
+  std::string failure;
+  ASSERT_TRUE(poll_until(
+      [&] {
+        try {
+          const auto message = consumer.poll(100ms);
+          EXPECT_FALSE(message && message->ok()) << "consumed before the start offset was known";
+        } catch (const std::runtime_error& e) {
+          failure = e.what();
+        }
+        return !failure.empty();
+      },
+      30s, "the assignment hook's exception to surface from poll()"));
+  EXPECT_EQ(failure, "offset store unreachable");
+  EXPECT_EQ(consumer.assignment(), (std::vector<TopicPartition>{{topic_, 0}}));
+
+  // Paused: nothing arrives although a committed message is waiting.
+  for (int i = 0; i < 5; ++i) {
+    const auto message = consumer.poll(100ms);
+    EXPECT_FALSE(message && message->ok()) << "a paused partition delivered " << message->value();
+  }
+
+  // The owner recovers: seeks to the offset it now knows, and resumes.
+  consumer.seek({{topic_, 0, 0}}, 10s);
+  consumer.resume({{topic_, 0}});
+  EXPECT_EQ(read_to_end(consumer), (std::vector<std::string>{"m0"}));
+}
+
+}  // namespace
+}  // namespace syncline::kafka
