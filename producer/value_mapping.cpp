@@ -164,8 +164,10 @@ std::string map_timestamptz(std::string_view text) {
   if (is_infinity(text)) return std::string(text);
   DateTimeParts parts;
   auto rest = text;
-  if (!parse_date(rest, parts) || !take_char(rest, ' ') || !parse_time(rest, parts) ||
-      !parse_offset(rest, parts) || !rest.empty()) {
+  // PostgreSQL's ISO output uses ' ' and "+00"; JSON producers (json_build_object(now()), most
+  // languages) write 'T' and "+00:00" or 'Z'. All name the same instant.
+  if (!parse_date(rest, parts) || !(take_char(rest, ' ') || take_char(rest, 'T')) || !parse_time(rest, parts) ||
+      !(take_char(rest, 'Z') || parse_offset(rest, parts)) || !rest.empty()) {
     invalid(text, "timestamptz (ISO DateStyle, AD)");
   }
   if (parts.offset_seconds != 0) {

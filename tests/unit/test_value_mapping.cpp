@@ -69,6 +69,9 @@ TEST(ValueMapping, EmbedsJsonAndJsonbAsJsonNotAsEscapedText) {
 TEST(ValueMapping, WritesTimestamptzAsIsoUtcWithPostgresFractionDigits) {
   EXPECT_EQ(map("2026-11-22 10:00:00.123+00", pg_type::kTimestamptz), json("2026-11-22T10:00:00.123Z"));
   EXPECT_EQ(map("2026-11-22 10:00:00+00", pg_type::kTimestamptz), json("2026-11-22T10:00:00Z"));
+  // The JSON spellings of the same instant (json_build_object, client libraries).
+  EXPECT_EQ(map("2026-11-22T10:00:00.5+00:00", pg_type::kTimestamptz), json("2026-11-22T10:00:00.5Z"));
+  EXPECT_EQ(map("2026-11-22T10:00:00Z", pg_type::kTimestamptz), json("2026-11-22T10:00:00Z"));
   EXPECT_EQ(map("1999-12-31 23:59:59.999999+00", pg_type::kTimestamptz), json("1999-12-31T23:59:59.999999Z"));
   EXPECT_EQ(map("12026-01-01 00:00:00+00", pg_type::kTimestamptz), json("12026-01-01T00:00:00Z"));
 }

@@ -1,0 +1,53 @@
+// Topic names and the Kafka topics the producer must ensure exist before it publishes to them.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/kafka.hpp"
+#include "producer/event_router.hpp"
+
+namespace syncline::producer {
+
+// Kafka allows at most 249 characters in a topic name.
+inline constexpr std::size_t kMaxTopicNameLength = 249;
+
+// Replaces every character outside [a-zA-Z0-9._-] with '_', so aggregate types and schema/table
+// names that Kafka would reject still give a topic. Different names can therefore share a topic
+// ("order items" and "order_items"; also '.' and '_', which Kafka's metric names cannot tell
+// apart): their events stay correct, they are only stored side by side.
+std::string sanitize_topic_component(std::string_view component);
+
+// Topic names: <prefix>.events.<aggregate_type>, <prefix>.<schema>.<table>, <prefix>.dlq.producer and
+// <prefix>.producer.positions. The parts that come from data (aggregate types, schema and table
+// names) are sanitized; the configured prefix is not, config validation checks it. A name longer
+// than Kafka's limit is cut to kMaxTopicNameLength characters, which can also make two names collide.
+std::string event_topic_name(std::string_view prefix, std::string_view aggregate_type);
+std::string row_change_topic_name(std::string_view prefix, std::string_view schema, std::string_view table);
+std::string dead_letter_topic_name(std::string_view prefix);
+std::string positions_topic_name(std::string_view prefix);
+
+struct TopicPlanOptions {
+  int partitions = 3;
+  int replication_factor = -1;  // -1: the broker's default
+};
+
+// The topics known before the first change arrives: one row-change topic per captured table, the
+// dead-letter topic and the producer's position topic (one partition, compacted: only the latest
+// position matters). Domain-event topics depend on the aggregate types the application writes, so
+// they are ensured lazily with domain_event_topic() for each type
+// EventRouter::take_new_aggregate_types() reports. Duplicate names (see sanitize_topic_component)
+// appear once; the outbox table gets no row-change topic, as the router
+// never publishes its rows as row changes. A row-change topic is compacted (latest per key is a
+// full state) when router.primary_keys gives the table a primary key; otherwise its records may
+// have no key, which Kafka refuses on a compacted topic, so it keeps everything (delete policy,
+// retention.ms=-1) as an append-only log. Topics that exist already are left as they are.
+std::vector<kafka::NewTopic> plan_topics(const RouterOptions& router, const TopicPlanOptions& plan);
+
+// A domain-event topic keeps everything (retention.ms=-1): it is the log a read model is rebuilt from.
+kafka::NewTopic domain_event_topic(const RouterOptions& router, const TopicPlanOptions& plan,
+                                   std::string_view aggregate_type);
+
+}  // namespace syncline::producer
