@@ -185,6 +185,38 @@ std::optional<PostgresConfig> read_postgres(const json& document, const char* na
   return postgres;
 }
 
+std::chrono::milliseconds read_ms(const json& object, const char* key, std::chrono::milliseconds fallback) {
+  return object.contains(key) ? std::chrono::milliseconds(object[key].get<std::int64_t>()) : fallback;
+}
+
+void read_producer(const json& object, ProducerConfig& out) {
+  read_http(object, out.http);
+  read(object, "slot", out.slot);
+  read(object, "publication", out.publication);
+  read(object, "create_slot", out.create_slot);
+  read(object, "create_publication", out.create_publication);
+  if (object.value("snapshot", "initial") == "never") out.snapshot = SnapshotMode::never;
+  if (object.contains("outbox_table")) {
+    const auto name = object["outbox_table"].get<std::string>();
+    out.outbox_table = name.empty() ? std::nullopt : std::optional(parse_table_name(name));
+  }
+  read(object, "message_prefix", out.message_prefix);
+  for (const auto& table : object.value("capture", json::array())) {
+    out.capture.push_back(parse_table_name(table.get<std::string>()));
+  }
+  read(object, "partitions", out.partitions);
+  read(object, "replication_factor", out.replication_factor);
+  read(object, "transactional_id", out.transactional_id);
+  read(object, "batch_max_events", out.batch_max_events);
+  out.batch_max = read_ms(object, "batch_max_ms", out.batch_max);
+  out.heartbeat_interval = read_ms(object, "heartbeat_interval_ms", out.heartbeat_interval);
+  out.status_interval = read_ms(object, "status_interval_ms", out.status_interval);
+  read(object, "slot_lag_warning_bytes", out.slot_lag_warning_bytes);
+  read(object, "max_message_bytes", out.max_message_bytes);
+  out.retry_max_backoff = read_ms(object, "retry_max_backoff_ms", out.retry_max_backoff);
+  if (out.transactional_id.empty()) out.transactional_id = "syncline-producer-" + out.slot;
+}
+
 // Only called on a document that passed the schema, so types and enums are known to be right.
 Config to_config(const json& document, std::string_view source) {
   Config config;
@@ -219,7 +251,7 @@ Config to_config(const json& document, std::string_view source) {
     }
   }
 
-  read_http(section(document, "producer"), config.producer.http);
+  read_producer(section(document, "producer"), config.producer);
   read_http(section(document, "pg_projector"), config.pg_projector.http);
   read_http(section(document, "es_projector"), config.es_projector.http);
   read_http(section(document, "ctl"), config.ctl.http);
@@ -239,6 +271,12 @@ const T& require(const std::optional<T>& value, const Config& config, std::strin
 const PostgresConfig& Config::require_write_db() const { return require(write_db, *this, "write_db"); }
 const PostgresConfig& Config::require_read_db() const { return require(read_db, *this, "read_db"); }
 const SearchConfig& Config::require_search() const { return require(search, *this, "search"); }
+
+TableName parse_table_name(std::string_view text) {
+  const auto dot = text.find('.');
+  if (dot == std::string_view::npos) return {"public", std::string(text)};
+  return {std::string(text.substr(0, dot)), std::string(text.substr(dot + 1))};
+}
 
 std::optional<std::string> process_env(const std::string& name) {
   if (const char* value = std::getenv(name.c_str()); value != nullptr) return std::string(value);

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/logging.hpp"
 
@@ -56,8 +57,37 @@ struct SearchConfig {
 };
 
 // One struct per binary; later features add their settings here and in schemas/config.schema.json.
+enum class SnapshotMode { initial, never };
+
+struct TableName {
+  std::string schema;
+  std::string table;
+  friend bool operator==(const TableName&, const TableName&) = default;
+};
+
+// "schema.table", or "table" meaning public.table.
+TableName parse_table_name(std::string_view text);
+
 struct ProducerConfig {
   HttpConfig http = http_on_port(9631);
+  std::string slot = "syncline";
+  std::string publication = "syncline";
+  bool create_slot = true;
+  bool create_publication = true;
+  SnapshotMode snapshot = SnapshotMode::initial;
+  std::optional<TableName> outbox_table = TableName{"public", "outbox"};
+  std::string message_prefix = "syncline";
+  std::vector<TableName> capture;
+  int partitions = 3;
+  int replication_factor = -1;
+  std::string transactional_id;  // empty: "syncline-producer-<slot>"
+  std::size_t batch_max_events = 10'000;
+  std::chrono::milliseconds batch_max{100};
+  std::chrono::milliseconds heartbeat_interval{10'000};
+  std::chrono::milliseconds status_interval{1'000};
+  std::uint64_t slot_lag_warning_bytes = 1ULL << 30;
+  std::size_t max_message_bytes = 1'000'000;
+  std::chrono::milliseconds retry_max_backoff{30'000};
 };
 
 struct PgProjectorConfig {

@@ -1,0 +1,91 @@
+// ChildProcess: fork/exec, signals and reaping for tests that run Syncline binaries.
+#include "tests/support/child_process.hpp"
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <deque>
+#include <fstream>
+#include <stdexcept>
+#include <thread>
+
+namespace syncline::test {
+
+ChildProcess::ChildProcess(std::string program, std::vector<std::string> args, std::string log_path)
+    : program_(std::move(program)), args_(std::move(args)), log_path_(std::move(log_path)) {}
+
+ChildProcess::~ChildProcess() {
+  if (pid_ > 0 && !exit_status_) {
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+  }
+}
+
+void ChildProcess::start() {
+  if (pid_ > 0 && !exit_status_) throw std::logic_error("process already running");
+  std::vector<char*> argv;
+  argv.push_back(program_.data());
+  for (auto& arg : args_) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  const int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error("cannot open " + log_path_);
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fd);
+    throw std::runtime_error("fork failed");
+  }
+  if (pid == 0) {
+    ::dup2(fd, STDOUT_FILENO);
+    ::dup2(fd, STDERR_FILENO);
+    ::execv(program_.c_str(), argv.data());
+    ::_exit(127);
+  }
+  ::close(fd);
+  pid_ = pid;
+  exit_status_.reset();
+}
+
+bool ChildProcess::running() {
+  if (pid_ <= 0 || exit_status_) return false;
+  return !wait(std::chrono::milliseconds(0)).has_value();
+}
+
+std::optional<int> ChildProcess::wait(std::chrono::milliseconds timeout) {
+  if (exit_status_) return exit_status_;
+  if (pid_ <= 0) return std::nullopt;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    int status = 0;
+    const pid_t done = ::waitpid(pid_, &status, WNOHANG);
+    if (done == pid_) {
+      exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      return exit_status_;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    // Reaping has no descriptor to wait on; a short poll interval bounded by the deadline.
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+std::optional<int> ChildProcess::stop(int signal, std::chrono::milliseconds timeout) {
+  if (pid_ <= 0 || exit_status_) return exit_status_;
+  ::kill(pid_, signal);
+  return wait(timeout);
+}
+
+std::string ChildProcess::log_tail(std::size_t lines) const {
+  std::ifstream in(log_path_);
+  std::deque<std::string> tail;
+  for (std::string line; std::getline(in, line);) {
+    tail.push_back(line);
+    if (tail.size() > lines) tail.pop_front();
+  }
+  std::string text;
+  for (const auto& line : tail) text += line + "\n";
+  return text;
+}
+
+}  // namespace syncline::test
