@@ -214,7 +214,7 @@ void Pipeline::on_snapshot_row(const TransactionInfo& snapshot_txn, const Relati
 
 void Pipeline::finish_snapshot(const TransactionInfo& snapshot_txn) {
   snapshot_done_ = true;
-  last_complete_ = SourcePosition{snapshot_txn.commit_lsn, snapshot_txn.commit_lsn, seq_, true, true};
+  last_complete_ = position_before(snapshot_txn.commit_lsn, seq_, true);
   txn_.reset();
   commit_batch(last_complete_);
 }

@@ -219,7 +219,8 @@ void ProducerService::run_session() {
     log->info("created slot '{}' at {}", options_.slot, created.consistent_point);
     const TransactionInfo snapshot_txn{created.consistent_point, now_iso8601(), 0, true};
     // Stored before the snapshot starts, so a crash during it is noticed and the snapshot redone.
-    SourcePosition start{created.consistent_point, created.consistent_point, 0, !want_snapshot, false};
+    SourcePosition start = position_before(created.consistent_point, 0, false);
+    start.complete = !want_snapshot;
     std::optional<pg::PgConnection> snapshot_connection;
     std::optional<SnapshotReader> reader;
     if (want_snapshot) {
@@ -244,7 +245,7 @@ void ProducerService::run_session() {
       }
       reader->finish();
       snapshot.finish_snapshot(snapshot_txn);
-      stored = SourcePosition{created.consistent_point, created.consistent_point, total, true, true};
+      stored = position_before(created.consistent_point, total, true);
       log->info("initial snapshot published: {} rows", total);
     }
   }

@@ -22,6 +22,14 @@ struct SourcePosition {
   friend bool operator==(const SourcePosition&, const SourcePosition&) = default;
 };
 
+// The position of a new slot (and of its finished snapshot): everything before `consistent_point`
+// is accounted for, nothing at it. PostgreSQL streams a transaction whose commit record starts
+// exactly at the consistent point, so the stored commit LSN must be below it or the resume filter
+// would take that transaction for published.
+inline SourcePosition position_before(Lsn consistent_point, std::uint64_t seq, bool snapshot_done) {
+  return SourcePosition{Lsn(consistent_point.value() - 1), consistent_point, seq, true, snapshot_done};
+}
+
 std::string encode_position(const SourcePosition& position);
 // nullopt for a value that is not a position (never for one encode_position wrote).
 std::optional<SourcePosition> decode_position(std::string_view text);

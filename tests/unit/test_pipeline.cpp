@@ -601,7 +601,7 @@ TEST_F(PipelineSnapshot, snapshot_rows_are_published_as_reads_and_finish_snapsho
     EXPECT_EQ(envelope.source.commit_lsn, kSnapshotTxn.commit_lsn);
   }
   EXPECT_THAT(sink_.commits(),
-              ElementsAre(SourcePosition{kSnapshotTxn.commit_lsn, kSnapshotTxn.commit_lsn, 2, true, true}));
+              ElementsAre(position_before(kSnapshotTxn.commit_lsn, 2, true)));
   EXPECT_TRUE(pipeline.snapshot_done());
   EXPECT_FALSE(pipeline.in_transaction());
   EXPECT_EQ(pipeline.confirmable(), kSnapshotTxn.commit_lsn);
@@ -615,7 +615,15 @@ TEST_F(PipelineSnapshot, a_large_snapshot_is_split_with_partial_positions_that_a
 
   EXPECT_THAT(sink_.commits(),
               ElementsAre(SourcePosition{kSnapshotTxn.commit_lsn, Lsn(), 2, false, false},
-                          SourcePosition{kSnapshotTxn.commit_lsn, kSnapshotTxn.commit_lsn, 3, true, true}));
+                          position_before(kSnapshotTxn.commit_lsn, 3, true)));
+}
+
+// A transaction whose commit record starts exactly at the slot's consistent point is streamed, not
+// in the snapshot: the stored position must not claim it.
+TEST_F(PipelineSnapshot, a_transaction_committed_at_the_consistent_point_is_not_taken_for_published) {
+  const ResumeFilter filter(position_before(kSnapshotTxn.commit_lsn, 5, true));
+  EXPECT_FALSE(filter.already_published(kSnapshotTxn.commit_lsn, 1));
+  EXPECT_TRUE(filter.already_published(Lsn(kSnapshotTxn.commit_lsn.value() - 8), 1));
 }
 
 TEST_F(PipelineSnapshot, an_empty_snapshot_still_commits_that_it_is_done) {
@@ -624,7 +632,7 @@ TEST_F(PipelineSnapshot, an_empty_snapshot_still_commits_that_it_is_done) {
   pipeline.finish_snapshot(kSnapshotTxn);
 
   EXPECT_THAT(sink_.commits(),
-              ElementsAre(SourcePosition{kSnapshotTxn.commit_lsn, kSnapshotTxn.commit_lsn, 0, true, true}));
+              ElementsAre(position_before(kSnapshotTxn.commit_lsn, 0, true)));
   EXPECT_TRUE(pipeline.snapshot_done());
 }
 
