@@ -123,26 +123,39 @@ std::optional<int> ProducerHarness::stop() { return process_->stop(SIGTERM, std:
 
 std::vector<ConsumedRecord> ProducerHarness::read_committed(const std::vector<std::string>& topics,
                                                             std::size_t at_least, std::chrono::milliseconds deadline) {
+  std::vector<ConsumedRecord> records;
+  consume_committed(topics, at_least, deadline, [&](const ConsumedRecord& record) { records.push_back(record); });
+  return records;
+}
+
+std::size_t ProducerHarness::consume_committed(const std::vector<std::string>& topics, std::size_t at_least,
+                                               std::chrono::milliseconds deadline,
+                                               const std::function<void(const ConsumedRecord&)>& on_record) {
   kafka::Properties properties{{"bootstrap.servers", stack_env().kafka_bootstrap},
                                {"group.id", unique_name("reader")},
                                {"enable.partition.eof", "false"}};
   kafka::AdminClient admin({{"bootstrap.servers", stack_env().kafka_bootstrap}});
   kafka::Consumer consumer(properties);
   kafka::PartitionListPtr list(rd_kafka_topic_partition_list_new(8));
+  const auto until = std::chrono::steady_clock::now() + deadline;
   for (const auto& topic : topics) {
-    const auto info = admin.describe_topic(topic, std::chrono::seconds(10));
-    if (!info) continue;
+    // The producer creates a domain-event topic with its first event: wait for it to exist.
+    std::optional<kafka::TopicInfo> info;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    if (!poll_until([&] { return (info = admin.describe_topic(topic, std::chrono::seconds(10))).has_value(); },
+                    left, "topic " + topic + " to exist")) {
+      continue;  // nothing to read from it; the caller's count check reports the shortfall
+    }
     for (const auto& partition : info->partitions) {
       rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), partition.id)->offset = RD_KAFKA_OFFSET_BEGINNING;
     }
   }
   rd_kafka_assign(consumer.raw(), list.get());
-  std::vector<ConsumedRecord> records;
-  const auto until = std::chrono::steady_clock::now() + deadline;
+  std::size_t count = 0;
   while (std::chrono::steady_clock::now() < until) {
     auto message = consumer.poll(std::chrono::milliseconds(200));
     if (!message) {
-      if (records.size() >= at_least) break;
+      if (count >= at_least) break;
       continue;
     }
     if (!message->ok()) continue;
@@ -153,10 +166,11 @@ std::vector<ConsumedRecord> ProducerHarness::read_committed(const std::vector<st
     if (auto key = message->key()) record.key = std::string(*key);
     record.value = std::string(message->value());
     record.headers = message->headers();
-    records.push_back(std::move(record));
+    on_record(record);
+    ++count;
   }
   consumer.close();
-  return records;
+  return count;
 }
 
 }  // namespace syncline::test

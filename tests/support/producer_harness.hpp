@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -62,6 +63,11 @@ class ProducerHarness {
   // until at least `at_least` records arrived or `deadline` passed.
   std::vector<ConsumedRecord> read_committed(const std::vector<std::string>& topics, std::size_t at_least,
                                              std::chrono::milliseconds deadline);
+  // The same, handing each record to `on_record` instead of keeping it (for very many records);
+  // returns how many were read.
+  std::size_t consume_committed(const std::vector<std::string>& topics, std::size_t at_least,
+                                std::chrono::milliseconds deadline,
+                                const std::function<void(const ConsumedRecord&)>& on_record);
 
  private:
   std::string name_;
