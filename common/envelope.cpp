@@ -4,6 +4,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
+#include <charconv>
+
+#include "common/json_text.hpp"
 
 namespace syncline {
 
@@ -155,12 +159,168 @@ nlohmann::ordered_json envelope_to_json(const Envelope& envelope) {
   return out;
 }
 
-std::string encode_envelope(const Envelope& envelope) {
+namespace {
+
+// One of the envelope's JSON values: a tree, or the text its dump() gives.
+struct JsonValue {
+  const json* tree = nullptr;
+  std::string_view text;
+
+  void append_to(std::string& out) const {
+    if (tree != nullptr) {
+      json_text::append_dump(out, *tree);
+    } else {
+      out += text;
+    }
+  }
+  std::size_t size_hint() const { return tree != nullptr ? 64 : text.size(); }
+};
+
+struct EnvelopeFields {
+  std::string_view id;
+  std::string_view type;
+  std::string_view aggregate_type;
+  std::string_view aggregate_id;
+  std::string_view occurred_at;
+  JsonValue payload;
+  std::optional<Op> op;
+  std::optional<JsonValue> before;
+  std::optional<JsonValue> after;
+  const EventSource& source;
+  std::optional<JsonValue> headers;
+};
+
+// Lsn::to_string()'s "X/Y" (upper-case hex, no leading zeros), without a temporary string.
+void append_lsn(std::string& out, Lsn lsn) {
+  const auto append_hex = [&out](std::uint32_t value) {
+    std::array<char, 8> digits{};
+    const auto printed = std::to_chars(digits.data(), digits.data() + digits.size(), value, 16);
+    for (const char* c = digits.data(); c != printed.ptr; ++c) {
+      out += *c >= 'a' ? static_cast<char>(*c - 'a' + 'A') : *c;
+    }
+  };
+  append_hex(static_cast<std::uint32_t>(lsn.value() >> 32U));
+  out += '/';
+  append_hex(static_cast<std::uint32_t>(lsn.value() & 0xFFFFFFFFU));
+}
+
+// The bytes of envelope_to_json(...).dump(), written directly: same field order, same escaping.
+std::string write_envelope(const EnvelopeFields& envelope) {
+  const auto& source = envelope.source;
+  std::size_t size = 320 + envelope.id.size() + envelope.type.size() + envelope.aggregate_type.size() +
+                     envelope.aggregate_id.size() + envelope.occurred_at.size() +
+                     envelope.payload.size_hint() + source.db.size() + source.schema.size() +
+                     source.table.size() + source.commit_ts.size();
+  for (const auto* part : {&envelope.before, &envelope.after, &envelope.headers}) {
+    if (*part) size += (*part)->size_hint();
+  }
+  std::string out;
+  out.reserve(size);
+  const auto string_field = [&out](std::string_view name, std::string_view value) {
+    out += name;
+    json_text::append_string(out, value);
+  };
+  const auto json_field = [&out](std::string_view name, const std::optional<JsonValue>& value) {
+    out += name;
+    if (value) {
+      value->append_to(out);
+    } else {
+      out += "null";
+    }
+  };
+  string_field("{\"id\":", envelope.id);
+  string_field(",\"type\":", envelope.type);
+  string_field(",\"aggregate_type\":", envelope.aggregate_type);
+  string_field(",\"aggregate_id\":", envelope.aggregate_id);
+  string_field(",\"occurred_at\":", envelope.occurred_at);
+  json_field(",\"payload\":", envelope.payload);
+  out += ",\"op\":";
+  if (envelope.op) {
+    out += '"';
+    out += op_code(*envelope.op);  // a letter: nothing to escape
+    out += '"';
+  } else {
+    out += "null";
+  }
+  json_field(",\"before\":", envelope.before);
+  json_field(",\"after\":", envelope.after);
+  string_field(",\"source\":{\"db\":", source.db);
+  string_field(",\"schema\":", source.schema);
+  string_field(",\"table\":", source.table);
+  out += ",\"lsn\":\"";
+  append_lsn(out, source.lsn);
+  out += "\",\"commit_lsn\":\"";
+  append_lsn(out, source.commit_lsn);
+  out += "\",\"seq\":";
+  json_text::append_unsigned(out, source.seq);
+  out += ",\"txid\":";
+  json_text::append_unsigned(out, source.txid);
+  string_field(",\"commit_ts\":", source.commit_ts);
+  out += source.snapshot ? ",\"snapshot\":true" : ",\"snapshot\":false";
+  if (!source.unchanged_toast.empty()) {
+    out += ",\"unchanged_toast\":[";
+    for (std::size_t i = 0; i < source.unchanged_toast.size(); ++i) {
+      if (i > 0) out += ',';
+      json_text::append_string(out, source.unchanged_toast[i]);
+    }
+    out += ']';
+  }
+  out += '}';
+  if (envelope.headers) json_field(",\"headers\":", envelope.headers);
+  out += '}';
+  return out;
+}
+
+std::string encode(const EnvelopeFields& envelope) {
   try {
-    return envelope_to_json(envelope).dump();
+    return write_envelope(envelope);
   } catch (const json::type_error& e) {
     throw EnvelopeError(fmt::format("envelope {} cannot be encoded: {}", envelope.id, e.what()));
   }
+}
+
+std::optional<JsonValue> tree_of(const std::optional<json>& value) {
+  if (!value) return std::nullopt;
+  return JsonValue{&*value, {}};
+}
+
+std::optional<JsonValue> text_of(const std::optional<std::string_view>& value) {
+  if (!value) return std::nullopt;
+  return JsonValue{nullptr, *value};
+}
+
+}  // namespace
+
+std::string encode_envelope(const Envelope& envelope) {
+  return encode(EnvelopeFields{
+      .id = envelope.id,
+      .type = envelope.type,
+      .aggregate_type = envelope.aggregate_type,
+      .aggregate_id = envelope.aggregate_id,
+      .occurred_at = envelope.occurred_at,
+      .payload = {&envelope.payload, {}},
+      .op = envelope.op,
+      .before = tree_of(envelope.before),
+      .after = tree_of(envelope.after),
+      .source = envelope.source,
+      .headers = tree_of(envelope.headers),
+  });
+}
+
+std::string encode_envelope(const EnvelopeText& envelope) {
+  return encode(EnvelopeFields{
+      .id = envelope.id,
+      .type = envelope.type,
+      .aggregate_type = envelope.aggregate_type,
+      .aggregate_id = envelope.aggregate_id,
+      .occurred_at = envelope.occurred_at,
+      .payload = {nullptr, envelope.payload},
+      .op = envelope.op,
+      .before = text_of(envelope.before),
+      .after = text_of(envelope.after),
+      .source = envelope.source,
+      .headers = text_of(envelope.headers),
+  });
 }
 
 Envelope envelope_from_json(const json& value) {
@@ -205,6 +365,12 @@ Envelope decode_envelope(std::string_view text) {
 std::array<std::pair<std::string_view, std::string>, 3> kafka_headers(const Envelope& envelope) {
   return {{{kafka_header::event_id, envelope.id},
            {kafka_header::event_type, envelope.type},
+           {kafka_header::commit_lsn, envelope.source.commit_lsn.to_string()}}};
+}
+
+std::array<std::pair<std::string_view, std::string>, 3> kafka_headers(const EnvelopeText& envelope) {
+  return {{{kafka_header::event_id, std::string(envelope.id)},
+           {kafka_header::event_type, std::string(envelope.type)},
            {kafka_header::commit_lsn, envelope.source.commit_lsn.to_string()}}};
 }
 

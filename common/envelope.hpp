@@ -63,10 +63,31 @@ class EnvelopeError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// An envelope whose JSON values are already compact JSON text, exactly as nlohmann::json::dump()
+// writes them (json_text::append_canonical or append_dump): what the producer has for an outbox row,
+// so no JSON tree is built per event. Views only: it must not outlive what they point into.
+struct EnvelopeText {
+  std::string_view id;
+  std::string_view type;
+  std::string_view aggregate_type;
+  std::string_view aggregate_id;
+  std::string_view occurred_at;
+  std::string_view payload;  // JSON text
+  std::optional<Op> op;
+  std::optional<std::string_view> before;  // JSON text; nullopt writes null
+  std::optional<std::string_view> after;   // JSON text; nullopt writes null
+  const EventSource& source;
+  std::optional<std::string_view> headers;  // JSON text; nullopt leaves the field out
+};
+
 // Field order as in DESIGN.md, so a message read by a person looks like the documentation.
 nlohmann::ordered_json envelope_to_json(const Envelope& envelope);
-// Compact UTF-8 JSON; throws EnvelopeError if a string in it is not valid UTF-8.
+// Compact UTF-8 JSON, the bytes of envelope_to_json(envelope).dump(); throws EnvelopeError if a
+// string in it is not valid UTF-8.
 std::string encode_envelope(const Envelope& envelope);
+// The same bytes as encode_envelope() of the Envelope `envelope` stands for; the JSON texts are
+// written as they are, so only its strings are checked.
+std::string encode_envelope(const EnvelopeText& envelope);
 
 // Unknown fields are ignored, so consumers keep working when producers add fields.
 Envelope envelope_from_json(const nlohmann::json& json);
@@ -80,6 +101,7 @@ inline constexpr std::string_view commit_lsn = "syncline-commit-lsn";
 }  // namespace kafka_header
 
 std::array<std::pair<std::string_view, std::string>, 3> kafka_headers(const Envelope& envelope);
+std::array<std::pair<std::string_view, std::string>, 3> kafka_headers(const EnvelopeText& envelope);
 
 // Sorted keys, no whitespace, UTF-8 unescaped: equal values always give equal bytes.
 std::string canonical_json(const nlohmann::json& value);

@@ -374,6 +374,8 @@ Producer::~Producer() {
 
 void Producer::on_delivery_report(rd_kafka_t* /*handle*/, const rd_kafka_message_t* message, void* opaque) {
   auto* self = static_cast<Producer*>(opaque);
+  // Called for every message: a success nobody listens to needs no report built.
+  if (!self->on_delivery_ && message->err == RD_KAFKA_RESP_ERR_NO_ERROR) return;
   DeliveryReport report;
   report.topic = message->rkt != nullptr ? rd_kafka_topic_name(message->rkt) : "";
   report.partition = message->partition;
@@ -400,11 +402,13 @@ void Producer::produce(const OutgoingMessage& message, std::chrono::milliseconds
                           header.value.data(), static_cast<ssize_t>(header.value.size()));
     }
   }
-  std::vector<rd_kafka_vu_t> args;
-  auto add = [&args](rd_kafka_vtype_t type) -> rd_kafka_vu_t& {
-    args.emplace_back();
-    args.back().vtype = type;
-    return args.back();
+  // At most topic, partition, value, key, flags, opaque, headers: no allocation per message.
+  std::array<rd_kafka_vu_t, 7> args{};
+  std::size_t arg_count = 0;
+  auto add = [&args, &arg_count](rd_kafka_vtype_t type) -> rd_kafka_vu_t& {
+    auto& arg = args.at(arg_count++);
+    arg.vtype = type;
+    return arg;
   };
   add(RD_KAFKA_VTYPE_TOPIC).u.cstr = message.topic.c_str();
   add(RD_KAFKA_VTYPE_PARTITION).u.i32 = message.partition;
@@ -424,7 +428,7 @@ void Producer::produce(const OutgoingMessage& message, std::chrono::milliseconds
 
   const auto deadline = std::chrono::steady_clock::now() + queue_full_timeout;
   while (true) {
-    ErrorPtr error(rd_kafka_produceva(handle_.get(), args.data(), args.size()));
+    ErrorPtr error(rd_kafka_produceva(handle_.get(), args.data(), arg_count));
     if (!error) {
       (void)headers.release();  // librdkafka owns them now
       return;
@@ -436,6 +440,16 @@ void Producer::produce(const OutgoingMessage& message, std::chrono::milliseconds
     // The queue drains only as delivery reports are served.
     rd_kafka_poll(handle_.get(), 100);
   }
+}
+
+bool Producer::load_topic_metadata(const std::string& topic, std::chrono::milliseconds timeout) {
+  std::unique_ptr<rd_kafka_topic_t, decltype(&rd_kafka_topic_destroy)> handle(
+      rd_kafka_topic_new(handle_.get(), topic.c_str(), nullptr), &rd_kafka_topic_destroy);
+  if (!handle) return false;
+  const rd_kafka_metadata_t* metadata = nullptr;
+  const auto error = rd_kafka_metadata(handle_.get(), 0, handle.get(), &metadata, to_ms(timeout));
+  if (metadata != nullptr) rd_kafka_metadata_destroy(metadata);
+  return error == RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
 int Producer::poll(std::chrono::milliseconds timeout) { return rd_kafka_poll(handle_.get(), to_ms(timeout)); }

@@ -193,6 +193,12 @@ class Producer {
   void produce(const OutgoingMessage& message,
                std::chrono::milliseconds queue_full_timeout = std::chrono::seconds(30));
 
+  // Looks up `topic`'s partitions now (waiting up to `timeout`), so the first produce() to it is sent
+  // at once: librdkafka otherwise learns a new topic's partitions on its next periodic metadata
+  // scan, up to a second later, and the transaction that waits for it is that much slower. False if
+  // the lookup failed or timed out; produce() then works as without it.
+  bool load_topic_metadata(const std::string& topic, std::chrono::milliseconds timeout);
+
   int poll(std::chrono::milliseconds timeout);    // serves callbacks; returns the events served
   bool flush(std::chrono::milliseconds timeout);  // true when nothing is left in flight
   // Messages not yet acknowledged, plus callbacks not yet served (librdkafka counts both).

@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "common/envelope.hpp"
+#include "common/json_text.hpp"
 #include "common/logging.hpp"
 #include "producer/topic_plan.hpp"
 #include "producer/value_mapping.hpp"
@@ -22,7 +23,7 @@ namespace {
 // Where a change sits in the source. A non-transactional message belongs to no transaction.
 struct Position {
   Lsn commit_lsn;
-  std::string commit_ts;
+  std::string_view commit_ts;  // into the change's transaction: valid while it is routed
   std::uint64_t txid = 0;
   bool snapshot = false;
 };
@@ -164,18 +165,21 @@ class DomainEventFields {
   std::string occurred_at() const {
     auto value = required_string("occurred_at");
     if (is_iso_utc_timestamp(value)) return value;
+    return normalised_occurred_at(value, what_);
+  }
+
+  // `value` (not already ISO-8601 UTC) in UTC, or Rejected naming `what`.
+  static std::string normalised_occurred_at(std::string_view value, std::string_view what) {
     try {
-      auto normalised = map_text_value(value, pg_type::kTimestamptz);
-      if (normalised.is_string() && is_iso_utc_timestamp(normalised.get<std::string>())) {
-        return normalised.get<std::string>();
-      }
+      auto normalised = map_timestamptz(value);
+      if (is_iso_utc_timestamp(normalised)) return normalised;
     } catch (const ValueMappingError&) {
       // Reported below.
     }
     throw Rejected(DeadLetterReason::invalid_field,
                    fmt::format("{} field 'occurred_at' must be an ISO-8601 timestamp with a zone, like "
                                "2026-11-22T10:00:00.123Z, got {}",
-                               what_, quote(value)));
+                               what, quote(value)));
   }
 
   json payload() const {
@@ -227,51 +231,174 @@ Envelope domain_event(const DomainEventFields& fields, EventSource source) {
   };
 }
 
-// The outbox columns DESIGN.md names, as the JSON fields a logical message would carry. Other
-// columns are ignored, so an application may add its own (a tenant, a sequence for partitioning).
-json outbox_fields(const RelationInfo& relation, const TupleData& tuple) {
-  if (tuple.size() != relation.columns.size()) {
-    throw Rejected(DeadLetterReason::value_mapping,
-                   fmt::format("outbox row has {} values but table {}.{} has {} columns", tuple.size(),
-                               relation.schema, relation.table, relation.columns.size()));
-  }
-  json fields = json::object();
-  for (std::size_t i = 0; i < tuple.size(); ++i) {
-    const auto& name = relation.columns[i].name;
-    const auto& column = tuple[i];
-    const bool json_column = name == "payload" || name == "headers";
-    if (!json_column && name != "occurred_at" && name != "id" && name != "aggregate_type" &&
-        name != "aggregate_id" && name != "event_type") {
-      continue;
+// An outbox row's fields as the envelope needs them, read in one pass over its columns without
+// building JSON trees: the text columns as views into the tuple, payload and headers as their JSON
+// in the envelope's form, occurred_at in UTC. The rules and every reason are those of
+// DomainEventFields over the fields a logical message would carry. Other columns are ignored, so
+// an application may add its own (a tenant, a sequence for partitioning).
+class OutboxRow {
+ public:
+  // Throws Rejected for the first column, in table order, that is not text or does not parse.
+  OutboxRow(const RelationInfo& relation, const TupleData& tuple) {
+    if (tuple.size() != relation.columns.size()) {
+      throw Rejected(DeadLetterReason::value_mapping,
+                     fmt::format("outbox row has {} values but table {}.{} has {} columns", tuple.size(),
+                                 relation.schema, relation.table, relation.columns.size()));
     }
+    for (std::size_t i = 0; i < tuple.size(); ++i) read_column(relation.columns[i].name, tuple[i]);
+  }
+
+  std::string_view required_string(const char* name) const {
+    const auto& field = field_named(name);
+    if (!field.present || field.null) {
+      throw Rejected(DeadLetterReason::missing_field,
+                     fmt::format("outbox row field '{}' is missing or null", name));
+    }
+    if (field.text.empty()) {
+      throw Rejected(DeadLetterReason::missing_field, fmt::format("outbox row field '{}' is empty", name));
+    }
+    return field.text;
+  }
+
+  std::string_view id() {
+    const auto id = required_string("id");
+    if (!is_uuid(id)) {
+      throw Rejected(DeadLetterReason::invalid_field,
+                     fmt::format("outbox row field 'id' must be a UUID, got {}", quote(id)));
+    }
+    // PostgreSQL prints uuids in lower case (a text column might not); so do messages, so one
+    // event has one id.
+    if (std::none_of(id.begin(), id.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) return id;
+    lowercase_id_ = lowercase(std::string(id));
+    return lowercase_id_;
+  }
+
+  std::string_view occurred_at() {
+    const auto value = required_string("occurred_at");
+    if (is_iso_utc_timestamp(value)) return value;
+    occurred_at_ = DomainEventFields::normalised_occurred_at(value, "outbox row");
+    return occurred_at_;
+  }
+
+  std::string_view payload() const {
+    const auto& field = fields_[kPayload];
+    if (!field.present || field.null) {
+      throw Rejected(DeadLetterReason::missing_field, "outbox row field 'payload' is missing or null");
+    }
+    return field.text;
+  }
+
+  std::optional<std::string_view> headers() const {
+    const auto& field = fields_[kHeaders];
+    if (!field.present || field.null) return std::nullopt;
+    if (field.text.front() != '{') {
+      throw Rejected(DeadLetterReason::invalid_field,
+                     fmt::format("outbox row field 'headers' must be a JSON object or null, got a JSON {}",
+                                 json_type_name(field.text)));
+    }
+    return field.text;
+  }
+
+  // The aggregate id as written, for the dead letter's key, before anything is checked.
+  std::optional<std::string> key_if_known() const {
+    const auto& field = fields_[kAggregateId];
+    if (!field.present || field.null || field.text.empty()) return std::nullopt;
+    return std::string(field.text);
+  }
+
+ private:
+  enum Index : std::size_t {
+    kId,
+    kAggregateType,
+    kAggregateId,
+    kEventType,
+    kPayload,
+    kOccurredAt,
+    kHeaders,
+    kCount
+  };
+  static constexpr std::array<std::string_view, kCount> kNames{
+      "id", "aggregate_type", "aggregate_id", "event_type", "payload", "occurred_at", "headers"};
+
+  struct Field {
+    bool present = false;
+    bool null = false;
+    std::string_view text;  // into the tuple, or into one of the strings below
+  };
+
+  static std::optional<Index> index_of(std::string_view name) {
+    for (std::size_t i = 0; i < kNames.size(); ++i) {
+      if (kNames[i] == name) return static_cast<Index>(i);
+    }
+    return std::nullopt;
+  }
+
+  const Field& field_named(std::string_view name) const { return fields_[*index_of(name)]; }
+
+  // The JSON type a value's dump() starts with: nlohmann's type_name().
+  static std::string_view json_type_name(std::string_view json_text) {
+    switch (json_text.front()) {
+      case '{':
+        return "object";
+      case '[':
+        return "array";
+      case '"':
+        return "string";
+      case 't':
+      case 'f':
+        return "boolean";
+      case 'n':
+        return "null";
+      default:
+        return "number";
+    }
+  }
+
+  void read_column(const std::string& name, const TupleColumn& column) {
+    const auto index = index_of(name);
+    if (!index) return;
+    auto& field = fields_[*index];
+    field = Field{.present = true, .null = false, .text = {}};
     if (column.kind == ColumnKind::null) {
-      fields[name] = nullptr;
+      field.null = true;
     } else if (column.kind != ColumnKind::text) {
       // An insert sends every value; anything but text means the stream is not what we asked for.
       throw Rejected(DeadLetterReason::value_mapping,
                      fmt::format("outbox row field '{}' did not arrive as text (kind '{}')", name,
                                  static_cast<char>(column.kind)));
-    } else if (json_column) {
+    } else if (*index == kPayload || *index == kHeaders) {
       // Parsed whatever the column's type (json, jsonb or text), so a text column holding JSON works.
-      try {
-        fields[name] = json::parse(column.value);
-      } catch (const json::parse_error& error) {
-        throw Rejected(DeadLetterReason::not_json,
-                       fmt::format("outbox row field '{}' is not valid JSON: {}", name, error.what()));
+      auto& json_text = *index == kPayload ? payload_ : headers_;
+      json_text.clear();
+      if (!json_text::append_canonical(json_text, column.value)) {
+        try {
+          json_text::append_dump(json_text, json::parse(column.value));
+        } catch (const json::exception& error) {  // parse_error, or out_of_range for numbers like 1e400
+          throw Rejected(DeadLetterReason::not_json,
+                         fmt::format("outbox row field '{}' is not valid JSON: {}", name, error.what()));
+        }
       }
-    } else if (name == "occurred_at") {
+      field.null = json_text == "null";
+      field.text = json_text;
+    } else if (*index == kOccurredAt) {
       try {
-        fields[name] = map_text_value(column.value, pg_type::kTimestamptz);
+        occurred_at_ = map_timestamptz(column.value);
       } catch (const ValueMappingError& error) {
         throw Rejected(DeadLetterReason::value_mapping,
                        fmt::format("outbox row field 'occurred_at': {}", error.what()));
       }
+      field.text = occurred_at_;
     } else {
-      fields[name] = column.value;
+      field.text = column.value;
     }
   }
-  return fields;
-}
+
+  std::array<Field, kCount> fields_{};
+  std::string payload_;
+  std::string headers_;
+  std::string occurred_at_;
+  std::string lowercase_id_;
+};
 
 // Row changes have no event id in the source; the position of the change is unique and the same
 // on every replay, so a consumer can deduplicate by it. PostgreSQL's LSN form keeps it readable.
@@ -321,7 +448,7 @@ EventSource source_of(const RouterOptions& options, const SourceChange& change, 
       .commit_lsn = position.commit_lsn,
       .seq = change.seq,
       .txid = position.txid,
-      .commit_ts = position.commit_ts,
+      .commit_ts = std::string(position.commit_ts),
       .snapshot = position.snapshot,
       .unchanged_toast = {},
   };
@@ -335,8 +462,10 @@ const RelationInfo& relation_of(const SourceChange& change) {
   return *change.relation;
 }
 
-// The published record, or throws Rejected (oversized, unencodable) for the caller to dead-letter.
-OutgoingRecord event_record(const RouterOptions& options, const Envelope& envelope,
+// The published record of an Envelope or EnvelopeText, or throws Rejected (oversized, unencodable)
+// for the caller to dead-letter.
+template <typename DomainEvent>
+OutgoingRecord event_record(const RouterOptions& options, const DomainEvent& envelope,
                             std::optional<std::string> key, const std::string& topic) {
   std::string value;
   try {
@@ -350,8 +479,9 @@ OutgoingRecord event_record(const RouterOptions& options, const Envelope& envelo
     throw Rejected(DeadLetterReason::oversized, reason, std::move(value));
   }
   std::vector<kafka::Header> headers;
-  for (const auto& [name, header_value] : kafka_headers(envelope))
-    headers.push_back({std::string(name), header_value});
+  headers.reserve(3);
+  for (auto& [name, header_value] : kafka_headers(envelope))
+    headers.push_back({std::string(name), std::move(header_value)});
   return OutgoingRecord{
       .kind = RecordKind::event,
       .message = {.topic = topic,
@@ -490,11 +620,30 @@ std::vector<OutgoingRecord> EventRouter::route_outbox_row(const SourceChange& ch
       .key = std::nullopt,
   };
   try {
-    const auto fields = outbox_fields(relation, change.new_tuple);
-    const DomainEventFields reader(fields, "outbox row");
-    origin.key = reader.key_if_known();
-    const auto envelope =
-        domain_event(reader, source_of(options_, change, position, relation.schema, relation.table));
+    OutboxRow row(relation, change.new_tuple);
+    origin.key = row.key_if_known();
+    // Checked in the order of domain_event(), so the first problem is the one reported.
+    const auto id = row.id();
+    const auto type = row.required_string("event_type");
+    const auto aggregate_type = row.required_string("aggregate_type");
+    const auto aggregate_id = row.required_string("aggregate_id");
+    const auto occurred_at = row.occurred_at();
+    const auto payload = row.payload();
+    const auto headers = row.headers();
+    const auto source = source_of(options_, change, position, relation.schema, relation.table);
+    const EnvelopeText envelope{
+        .id = id,
+        .type = type,
+        .aggregate_type = aggregate_type,
+        .aggregate_id = aggregate_id,
+        .occurred_at = occurred_at,
+        .payload = payload,
+        .op = std::nullopt,
+        .before = std::nullopt,
+        .after = std::nullopt,
+        .source = source,
+        .headers = headers,
+    };
     return {domain_event_record(envelope, counters_.outbox_events)};
   } catch (const Rejected& rejected) {
     return {dead_letter(options_, counters_, change, position, origin, rejected)};
@@ -529,7 +678,7 @@ std::vector<OutgoingRecord> EventRouter::route_message(const SourceChange& chang
     json content;
     try {
       content = json::parse(message.content);
-    } catch (const json::parse_error& error) {
+    } catch (const json::exception& error) {  // parse_error, or out_of_range for numbers like 1e400
       throw Rejected(DeadLetterReason::not_json,
                      fmt::format("logical message content is not valid JSON: {}", error.what()));
     }
@@ -577,7 +726,7 @@ std::vector<OutgoingRecord> EventRouter::route_row_change(const SourceChange& ch
         .type = row_change_type(relation, op),
         .aggregate_type = fmt::format("{}.{}", relation.schema, relation.table),
         .aggregate_id = {},
-        .occurred_at = position.commit_ts,
+        .occurred_at = std::string(position.commit_ts),
         .payload = nullptr,
         .op = op,
         .before = std::nullopt,
@@ -662,7 +811,7 @@ std::vector<OutgoingRecord> EventRouter::route_truncate(const SourceChange& chan
         .type = row_change_type(*relation, Op::truncate),
         .aggregate_type = fmt::format("{}.{}", relation->schema, relation->table),
         .aggregate_id = canonical_json(json::object()),  // message_key's key of a truncate
-        .occurred_at = position.commit_ts,
+        .occurred_at = std::string(position.commit_ts),
         .payload = nullptr,
         .op = Op::truncate,
         .before = std::nullopt,
@@ -690,11 +839,22 @@ std::vector<OutgoingRecord> EventRouter::route_truncate(const SourceChange& chan
   return records;
 }
 
-OutgoingRecord EventRouter::domain_event_record(const Envelope& envelope, std::uint64_t& counter) {
-  const auto topic = event_topic_name(options_.topic_prefix, envelope.aggregate_type);
-  auto record = event_record(options_, envelope, envelope.aggregate_id, topic);
+template <typename DomainEvent>
+OutgoingRecord EventRouter::domain_event_record(const DomainEvent& envelope, std::uint64_t& counter) {
+  auto topic = event_topics_.find(envelope.aggregate_type);
+  if (topic == event_topics_.end()) {
+    const std::string_view type = envelope.aggregate_type;
+    topic =
+        event_topics_.emplace(type, EventTopic{event_topic_name(options_.topic_prefix, type), false}).first;
+  }
+  auto record = event_record(options_, envelope, std::string(envelope.aggregate_id), topic->second.name);
   // Reported only once an event will really be produced there: a rejected event creates no topic.
-  if (event_topics_seen_.insert(topic).second) new_aggregate_types_.push_back(envelope.aggregate_type);
+  if (!topic->second.published) {
+    topic->second.published = true;
+    if (event_topics_seen_.insert(topic->second.name).second) {
+      new_aggregate_types_.emplace_back(envelope.aggregate_type);
+    }
+  }
   ++counter;
   return record;
 }

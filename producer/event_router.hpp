@@ -5,6 +5,8 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -106,8 +108,10 @@ class EventRouter {
   std::vector<OutgoingRecord> route_message(const SourceChange& change);
   std::vector<OutgoingRecord> route_row_change(const SourceChange& change);
   std::vector<OutgoingRecord> route_truncate(const SourceChange& change);
-  // The domain event's record; remembers its topic for take_new_aggregate_types().
-  OutgoingRecord domain_event_record(const Envelope& envelope, std::uint64_t& counter);
+  // The domain event's record (Envelope or EnvelopeText); remembers its topic for
+  // take_new_aggregate_types(). Defined and used in event_router.cpp only.
+  template <typename DomainEvent>
+  OutgoingRecord domain_event_record(const DomainEvent& envelope, std::uint64_t& counter);
 
   bool is_outbox(const RelationInfo& relation) const;
   bool is_captured(const RelationInfo& relation) const;
@@ -117,6 +121,12 @@ class EventRouter {
   RouterOptions options_;
   std::set<std::pair<std::string, std::string>> captured_;
   std::set<std::string> event_topics_seen_;
+  // An aggregate type's topic name, computed once; `published` once an event of that type was.
+  struct EventTopic {
+    std::string name;
+    bool published = false;
+  };
+  std::map<std::string, EventTopic, std::less<>> event_topics_;
   std::vector<std::string> new_aggregate_types_;
   RouterCounters counters_;
 };

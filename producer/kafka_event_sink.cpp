@@ -88,9 +88,11 @@ void KafkaEventSink::begin() {
 }
 
 void KafkaEventSink::publish(const OutgoingRecord& record) {
-  producer_.produce(record.message, options_.timeout);
   auto it = topic_counters_.find(record.message.topic);
   if (it == topic_counters_.end()) {
+    // The first record for this topic in this process: without its partitions, librdkafka would hold
+    // it (and the transaction's commit) until its next metadata scan.
+    load_topic_metadata(record.message.topic);
     const metrics::Labels labels{{"topic", record.message.topic}};
     it = topic_counters_
              .emplace(record.message.topic,
@@ -100,12 +102,24 @@ void KafkaEventSink::publish(const OutgoingRecord& record) {
                                                        "Bytes of record values published, per topic.", labels)})
              .first;
   }
+  producer_.produce(record.message, options_.timeout);
   it->second.records->inc();
   it->second.bytes->inc(static_cast<double>(record.message.value.size()));
 }
 
+void KafkaEventSink::load_topic_metadata(const std::string& topic) {
+  // Bounded by the metadata scan it saves waiting for: longer is never worth it.
+  if (!producer_.load_topic_metadata(topic, std::chrono::seconds(1))) {
+    log::get("producer")->debug("could not look up the partitions of {} before producing to it", topic);
+  }
+}
+
 void KafkaEventSink::commit(const SourcePosition& position) {
   if (!in_transaction_) begin();
+  if (!positions_topic_loaded_) {
+    load_topic_metadata(options_.positions_topic);
+    positions_topic_loaded_ = true;
+  }
   kafka::OutgoingMessage record;
   record.topic = options_.positions_topic;
   record.partition = 0;

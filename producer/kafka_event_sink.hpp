@@ -42,7 +42,10 @@ class KafkaEventSink final : public EventSink {
   metrics::Histogram& commit_seconds_;
   kafka::AdminClient admin_;
   kafka::TransactionalProducer producer_;
+  void load_topic_metadata(const std::string& topic);
+
   bool in_transaction_ = false;
+  bool positions_topic_loaded_ = false;
   struct TopicCounters {
     metrics::Counter* records;
     metrics::Counter* bytes;

@@ -135,10 +135,34 @@ bool parse_offset(std::string_view& text, DateTimeParts& parts) {
   return true;
 }
 
-std::string format_date_time(const DateTimeParts& parts) {
-  auto text = fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}", parts.year, parts.month, parts.day,
-                          parts.hour, parts.minute, parts.second);
-  if (!parts.fraction.empty()) text += fmt::format(".{}", parts.fraction);
+// Zero-padded to `width` digits, more if the value needs them: fmt's "{:0N}" for a non-negative int.
+void append_padded(std::string& out, int value, int width) {
+  std::array<char, 12> digits{};
+  const auto printed = std::to_chars(digits.data(), digits.data() + digits.size(), value);
+  for (auto length = printed.ptr - digits.data(); length < width; ++length) out += '0';
+  out.append(digits.data(), printed.ptr);
+}
+
+// "2026-11-22T10:00:00[.fraction]": once per outbox row and timestamp column, so without fmt.
+std::string format_date_time(const DateTimeParts& parts, std::string_view suffix = {}) {
+  std::string text;
+  text.reserve(20 + 1 + parts.fraction.size() + suffix.size());
+  append_padded(text, parts.year, 4);
+  text += '-';
+  append_padded(text, parts.month, 2);
+  text += '-';
+  append_padded(text, parts.day, 2);
+  text += 'T';
+  append_padded(text, parts.hour, 2);
+  text += ':';
+  append_padded(text, parts.minute, 2);
+  text += ':';
+  append_padded(text, parts.second, 2);
+  if (!parts.fraction.empty()) {
+    text += '.';
+    text += parts.fraction;
+  }
+  text += suffix;
   return text;
 }
 
@@ -159,6 +183,8 @@ std::string map_timestamp(std::string_view text) {
   }
   return format_date_time(parts);
 }
+
+}  // namespace
 
 std::string map_timestamptz(std::string_view text) {
   if (is_infinity(text)) return std::string(text);
@@ -186,8 +212,10 @@ std::string map_timestamptz(std::string_view text) {
     parts.minute = static_cast<int>(clock.minutes().count());
     parts.second = static_cast<int>(clock.seconds().count());
   }
-  return format_date_time(parts) + 'Z';
+  return format_date_time(parts, "Z");
 }
+
+namespace {
 
 int hex_digit(char c) {
   if (c >= '0' && c <= '9') return c - '0';

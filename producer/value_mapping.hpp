@@ -50,6 +50,10 @@ std::optional<Oid> array_element_type(Oid type_oid);
 // producer sets them on its replication connection. Throws ValueMappingError.
 nlohmann::json map_text_value(std::string_view text, Oid type_oid);
 
+// map_text_value() of a timestamptz as the string itself ("2026-11-22T10:00:00.123Z", or "infinity"),
+// for callers that need no JSON value. Throws ValueMappingError.
+std::string map_timestamptz(std::string_view text);
+
 // Standard alphabet, with padding (RFC 4648 section 4).
 std::string base64_encode(std::string_view bytes);
 

@@ -370,6 +370,18 @@ TEST(EventRouterOutbox, a_null_payload_is_dead_lettered_with_the_raw_row_and_the
   EXPECT_EQ(header(record, dlq_header::truncated), "false");
 }
 
+// jsonb keeps numbers of any size; one beyond a double must not escape route() as an exception
+// (the producer would restart on the same change forever).
+TEST(EventRouterOutbox, a_payload_with_a_number_beyond_double_range_is_dead_lettered) {
+  const auto record = outbox_dead_letter(kPayload, text(R"({"n": 1e400})"), DeadLetterReason::not_json);
+  EXPECT_THAT(reason_of(record), HasSubstr("'payload' is not valid JSON"));
+}
+
+TEST(EventRouterMessages, content_with_a_number_beyond_double_range_is_dead_lettered) {
+  const auto record = message_dead_letter(R"({"payload": {"n": 1e400}})", DeadLetterReason::not_json);
+  EXPECT_THAT(reason_of(record), HasSubstr("not valid JSON"));
+}
+
 TEST(EventRouterOutbox, a_payload_that_is_not_json_is_dead_lettered) {
   const auto record = outbox_dead_letter(kPayload, text("{not json"), DeadLetterReason::not_json);
   EXPECT_THAT(reason_of(record), HasSubstr("'payload' is not valid JSON"));
