@@ -24,6 +24,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr auto kFrameWait = std::chrono::milliseconds(20);
 constexpr auto kSlotCheckInterval = std::chrono::seconds(10);
+constexpr auto kConfirmDelay = std::chrono::milliseconds(50);
 
 std::string now_iso8601() {
   return PgTimestamp::from_sys_time(
@@ -268,6 +269,7 @@ void ProducerService::run_session() {
   Lsn written;
   Lsn confirmed;
   auto next_status = Clock::now();
+  auto last_status = Clock::now();
   auto next_heartbeat = Clock::now() + options_.heartbeat_interval;
   auto next_slot_check = Clock::now();
   std::uint64_t dead_letters_seen = 0;
@@ -292,13 +294,15 @@ void ProducerService::run_session() {
     pipeline.tick();
 
     const auto now = Clock::now();
-    if (reply_requested || now >= next_status || pipeline.confirmable() > confirmed) {
-      if (reply_requested || now >= next_status || now + options_.status_interval / 2 >= next_status) {
-        confirmed = pipeline.confirmable();
-        replication.send_status(std::max(written, confirmed), confirmed, confirmed);
-        confirmed_gauge.set(static_cast<double>(confirmed.value()));
-        next_status = now + options_.status_interval;
-      }
+    // A newly confirmable position is reported within kConfirmDelay (so the server can recycle WAL
+    // promptly), otherwise a status goes out every status_interval as a keepalive answer.
+    if (reply_requested || now >= next_status ||
+        (pipeline.confirmable() > confirmed && now - last_status >= kConfirmDelay)) {
+      confirmed = pipeline.confirmable();
+      replication.send_status(std::max(written, confirmed), confirmed, confirmed);
+      confirmed_gauge.set(static_cast<double>(confirmed.value()));
+      last_status = now;
+      next_status = now + options_.status_interval;
     }
     if (options_.heartbeat_interval.count() > 0 && now >= next_heartbeat) {
       slots.emit_heartbeat(router_opts.heartbeat_prefix, now_iso8601());
