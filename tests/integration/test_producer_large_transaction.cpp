@@ -2,8 +2,6 @@
 // exactly once, without the producer holding the transaction in memory.
 #include <gtest/gtest.h>
 
-#include <fstream>
-
 #include "common/envelope.hpp"
 #include "tests/support/producer_harness.hpp"
 #include "tests/support/stack_env.hpp"
@@ -12,15 +10,6 @@ namespace syncline::test {
 namespace {
 
 constexpr int kRows = 1'000'000;
-
-// Peak resident set of a process, from the kernel's accounting.
-long peak_rss_kib(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
-  }
-  return -1;
-}
 
 TEST(ProducerLargeTransaction, a_million_row_transaction_arrives_whole_and_in_order_with_bounded_memory) {
   ASSERT_TRUE(require_write_pg());
@@ -43,7 +32,7 @@ TEST(ProducerLargeTransaction, a_million_row_transaction_arrives_whole_and_in_or
         if (n != expected_n) ++out_of_order;
         expected_n = n + 1;
       });
-  const long rss = peak_rss_kib(harness.process().pid());
+  const long rss = harness.peak_rss_kib();
   std::printf("large transaction: %zu of %d records, %d out of sequence, producer peak RSS %ld MiB\n", count, kRows,
               out_of_order, rss / 1024);
   EXPECT_EQ(count, static_cast<std::size_t>(kRows)) << harness.process().log_tail();

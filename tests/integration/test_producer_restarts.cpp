@@ -49,6 +49,12 @@ TEST(ProducerRestarts, a_kafka_crash_and_a_write_database_restart_lose_and_doubl
   EXPECT_EQ(check.missing, 0) << harness.process().log_tail();
   EXPECT_EQ(check.duplicated, 0);
   EXPECT_EQ(check.aggregates_out_of_order, 0);
+  // While the broker was down the producer stopped reading instead of queueing: its memory stayed
+  // near its normal size (a bound against unbounded buffering, not a performance target).
+  const long rss = harness.peak_rss_kib();
+  std::printf("producer restart test: peak RSS %ld MiB\n", rss / 1024);
+  EXPECT_GT(rss, 0);
+  EXPECT_LT(rss, 256 * 1024);
 }
 
 }  // namespace

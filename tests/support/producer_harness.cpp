@@ -50,15 +50,8 @@ ProducerHarness::ProducerHarness(std::string_view name, std::string producer_yam
       "CREATE TABLE public.{} (id uuid PRIMARY KEY, aggregate_type text, aggregate_id text, event_type text, "
       "payload jsonb, occurred_at timestamptz NOT NULL DEFAULT now(), headers jsonb)",
       outbox_table()));
-  config_path_ = fmt::format("/tmp/{}.yaml", name_);
-  std::ofstream config(config_path_);
-  config << fmt::format(
-      "log:\n  level: info\nkafka:\n  bootstrap_servers: {}\n  topic_prefix: {}\nwrite_db:\n  dsn: {}\n"
-      "producer:\n  http:\n    port: {}\n  slot: {}\n  publication: {}\n  outbox_table: public.{}\n  message_prefix: {}\n"
-      "  heartbeat_interval_ms: 1000\n  status_interval_ms: 200\n  retry_max_backoff_ms: 2000\n{}",
-      env.kafka_bootstrap, name_, env.write_pg_dsn, http_port_, name_, name_, outbox_table(), message_prefix(),
-      producer_yaml);
-  config.close();
+  producer_yaml_ = std::move(producer_yaml);
+  config_path_ = write_config("", http_port_);
   process_ = std::make_unique<ChildProcess>(SYNCLINE_PRODUCER_BIN, std::vector<std::string>{"--config", config_path_},
                                             fmt::format("/tmp/{}.log", name_));
 }
@@ -95,6 +88,7 @@ ProducerHarness::~ProducerHarness() {
     // Topics of a unique prefix left behind harm no other test.
   }
   std::remove(config_path_.c_str());
+  std::remove(fmt::format("/tmp/{}.twin.yaml", name_).c_str());
 }
 
 std::string ProducerHarness::event_topic(std::string_view aggregate_type) const {
@@ -106,6 +100,34 @@ std::string ProducerHarness::row_topic(std::string_view schema, std::string_view
 std::string ProducerHarness::dead_letter_topic() const { return name_ + ".dlq.producer"; }
 
 void ProducerHarness::start() { process_->start(); }
+
+std::string ProducerHarness::write_config(std::string_view suffix, int http_port) const {
+  const auto& env = stack_env();
+  const auto path = fmt::format("/tmp/{}{}.yaml", name_, suffix);
+  std::ofstream config(path);
+  config << fmt::format(
+      "log:\n  level: info\nkafka:\n  bootstrap_servers: {}\n  topic_prefix: {}\nwrite_db:\n  dsn: {}\n"
+      "producer:\n  http:\n    port: {}\n  slot: {}\n  publication: {}\n  outbox_table: public.{}\n  message_prefix: {}\n"
+      "  heartbeat_interval_ms: 1000\n  status_interval_ms: 200\n  retry_max_backoff_ms: 2000\n{}",
+      env.kafka_bootstrap, name_, env.write_pg_dsn, http_port, name_, name_, outbox_table(), message_prefix(),
+      producer_yaml_);
+  return path;
+}
+
+std::unique_ptr<ChildProcess> ProducerHarness::twin() const {
+  // Same slot, topics and transactional.id; its own HTTP port, or it could not start at all.
+  const auto path = write_config(".twin", free_port());
+  return std::make_unique<ChildProcess>(SYNCLINE_PRODUCER_BIN, std::vector<std::string>{"--config", path},
+                                        fmt::format("/tmp/{}.twin.log", name_));
+}
+
+long ProducerHarness::peak_rss_kib() const {
+  std::ifstream status("/proc/" + std::to_string(process_->pid()) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
 
 void ProducerHarness::kill() { (void)process_->stop(SIGKILL, std::chrono::seconds(10)); }
 

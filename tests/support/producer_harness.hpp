@@ -53,6 +53,11 @@ class ProducerHarness {
   ChildProcess& process() { return *process_; }
   int http_port() const { return http_port_; }
 
+  // A second producer process with the same configuration (same slot and transactional.id).
+  std::unique_ptr<ChildProcess> twin() const;
+  // Peak resident set of the running producer, from the kernel's accounting (VmHWM), in KiB.
+  long peak_rss_kib() const;
+
   void start();
   void kill();                        // SIGKILL, reaped
   std::optional<int> stop();          // SIGTERM; the exit status
@@ -70,7 +75,10 @@ class ProducerHarness {
                                 const std::function<void(const ConsumedRecord&)>& on_record);
 
  private:
+  std::string write_config(std::string_view suffix, int http_port) const;
+
   std::string name_;
+  std::string producer_yaml_;
   std::string config_path_;
   int http_port_ = 0;
   std::unique_ptr<pg::PgConnection> write_db_;
