@@ -2,6 +2,8 @@
 #include "tests/support/child_process.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -9,7 +11,6 @@
 #include <deque>
 #include <fstream>
 #include <stdexcept>
-#include <thread>
 
 namespace syncline::test {
 
@@ -22,6 +23,7 @@ ChildProcess::~ChildProcess() {
     int status = 0;
     ::waitpid(pid_, &status, 0);
   }
+  if (pidfd_ >= 0) ::close(pidfd_);
 }
 
 void ChildProcess::start() {
@@ -46,6 +48,8 @@ void ChildProcess::start() {
   ::close(fd);
   pid_ = pid;
   exit_status_.reset();
+  pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));  // glibc 2.36 declares pidfd_open without C linkage
+  if (pidfd_ < 0) throw std::runtime_error("pidfd_open failed");
 }
 
 bool ChildProcess::running() {
@@ -62,11 +66,15 @@ std::optional<int> ChildProcess::wait(std::chrono::milliseconds timeout) {
     const pid_t done = ::waitpid(pid_, &status, WNOHANG);
     if (done == pid_) {
       exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      ::close(pidfd_);
+      pidfd_ = -1;
       return exit_status_;
     }
-    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
-    // Reaping has no descriptor to wait on; a short poll interval bounded by the deadline.
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return std::nullopt;
+    // The pidfd becomes readable when the child exits: block on that, bounded by the deadline.
+    pollfd exited{pidfd_, POLLIN, 0};
+    ::poll(&exited, 1, static_cast<int>(left.count()));
   }
 }
 

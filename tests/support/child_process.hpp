@@ -35,6 +35,7 @@ class ChildProcess {
   std::vector<std::string> args_;
   std::string log_path_;
   pid_t pid_ = -1;
+  int pidfd_ = -1;  // readable once the child exits
   std::optional<int> exit_status_;
 };
 
