@@ -20,62 +20,18 @@
 #include "common/logging.hpp"
 #include "producer/event_router.hpp"
 #include "producer/pipeline.hpp"
+#include "tests/support/pgoutput_writer.hpp"
 #include "producer/value_mapping.hpp"
 
 namespace syncline::producer {
 namespace {
 
-class MessageWriter {
- public:
-  explicit MessageWriter(char type) { bytes_ += type; }
-  MessageWriter& u8(std::uint8_t value) { return big_endian(value, 1); }
-  MessageWriter& u16(std::uint16_t value) { return big_endian(value, 2); }
-  MessageWriter& u32(std::uint32_t value) { return big_endian(value, 4); }
-  MessageWriter& u64(std::uint64_t value) { return big_endian(value, 8); }
-  MessageWriter& c_string(std::string_view text) {
-    bytes_ += text;
-    bytes_ += '\0';
-    return *this;
-  }
-  MessageWriter& counted(std::string_view data) {
-    u32(static_cast<std::uint32_t>(data.size()));
-    bytes_ += data;
-    return *this;
-  }
-  MessageWriter& tuple(const std::vector<std::optional<std::string>>& values) {
-    u16(static_cast<std::uint16_t>(values.size()));
-    for (const auto& value : values) {
-      if (value) {
-        u8('t').counted(*value);
-      } else {
-        u8('n');
-      }
-    }
-    return *this;
-  }
-  std::string bytes() const { return bytes_; }
+using test::PgoutputWriter;
+using test::relation_message;
 
- private:
-  MessageWriter& big_endian(std::uint64_t value, int size) {
-    for (int i = size - 1; i >= 0; --i) bytes_ += static_cast<char>((value >> (i * 8)) & 0xffU);
-    return *this;
-  }
-  std::string bytes_;
-};
 
 constexpr std::uint64_t kCommitTimeMicros = 848'052'000'123'456;
 
-std::string relation_message(const RelationInfo& relation) {
-  MessageWriter writer('R');
-  writer.u32(relation.relation_id).c_string(relation.schema).c_string(relation.table);
-  writer.u8(static_cast<std::uint8_t>(relation.replica_identity));
-  writer.u16(static_cast<std::uint16_t>(relation.columns.size()));
-  for (const auto& column : relation.columns) {
-    writer.u8(column.is_key ? 1 : 0).c_string(column.name).u32(column.type_oid);
-    writer.u32(static_cast<std::uint32_t>(column.type_modifier));
-  }
-  return writer.bytes();
-}
 
 using pg_type::kBool, pg_type::kBytea, pg_type::kFloat8, pg_type::kInt4, pg_type::kInt4Array, pg_type::kInt8,
     pg_type::kJsonb, pg_type::kNumeric, pg_type::kText, pg_type::kTextArray, pg_type::kTimestamp,
@@ -142,9 +98,9 @@ class WorkloadBuilder {
     const Lsn commit_lsn{next_ + 0x100 * (changes.size() + 1)};
     const Lsn end_lsn{commit_lsn.value() + 0x30};
     add(Lsn(next_),
-        MessageWriter('B').u64(commit_lsn.value()).u64(kCommitTimeMicros + xid_).u32(xid_).bytes());
+        PgoutputWriter('B').u64(commit_lsn.value()).u64(kCommitTimeMicros + xid_).u32(xid_).bytes());
     for (std::size_t i = 0; i < changes.size(); ++i) add(Lsn(next_ + 0x100 * (i + 1)), changes[i]);
-    add(commit_lsn, MessageWriter('C')
+    add(commit_lsn, PgoutputWriter('C')
                         .u8(0)
                         .u64(commit_lsn.value())
                         .u64(end_lsn.value())
@@ -164,7 +120,7 @@ class WorkloadBuilder {
 };
 
 std::string outbox_insert(std::uint64_t n, const std::string& payload, std::optional<std::string> headers) {
-  return MessageWriter('I')
+  return PgoutputWriter('I')
       .u32(kOutbox.relation_id)
       .u8('N')
       .tuple({uuid(n), "bench", fmt::format("agg-{}", n % 1000), "Happened", payload,
@@ -196,7 +152,7 @@ Workload varied_workload(std::size_t events) {
     std::vector<std::string> changes;
     for (std::size_t j = i; j < i + 10; ++j) {
       if (j % 97 == 5) {  // an outbox row with an odd occurred_at or id
-        changes.push_back(MessageWriter('I')
+        changes.push_back(PgoutputWriter('I')
                               .u32(kOutbox.relation_id)
                               .u8('N')
                               .tuple({j % 2 ? uuid(j) : "not-a-uuid", "bench", "agg", "T", R"({"a": 1})",
@@ -206,7 +162,7 @@ Workload varied_workload(std::size_t events) {
       }
       if (j % 89 == 3) {  // missing fields
         changes.push_back(
-            MessageWriter('I')
+            PgoutputWriter('I')
                 .u32(kOutbox.relation_id)
                 .u8('N')
                 .tuple({uuid(j), std::nullopt, "", "T", std::nullopt, "2026-11-22 10:00:00+00", std::nullopt})
@@ -248,10 +204,10 @@ Workload rows_workload(std::size_t events) {
       switch (j % 4) {
         case 0:
         case 1:
-          changes.push_back(MessageWriter('I').u32(kOrders.relation_id).u8('N').tuple(order_row(j)).bytes());
+          changes.push_back(PgoutputWriter('I').u32(kOrders.relation_id).u8('N').tuple(order_row(j)).bytes());
           break;
         case 2: {  // an update that changes the key: a delete and a create
-          auto writer = MessageWriter('U').u32(kOrders.relation_id).u8('K');
+          auto writer = PgoutputWriter('U').u32(kOrders.relation_id).u8('K');
           auto old_row = std::vector<std::optional<std::string>>(kOrders.columns.size());
           old_row[0] = std::to_string(j + 1000000);
           writer.tuple(old_row).u8('N').tuple(order_row(j));
@@ -261,7 +217,7 @@ Workload rows_workload(std::size_t events) {
         default: {
           auto old_row = std::vector<std::optional<std::string>>(kOrders.columns.size());
           old_row[0] = std::to_string(j);
-          changes.push_back(MessageWriter('D').u32(kOrders.relation_id).u8('K').tuple(old_row).bytes());
+          changes.push_back(PgoutputWriter('D').u32(kOrders.relation_id).u8('K').tuple(old_row).bytes());
           break;
         }
       }
@@ -281,7 +237,7 @@ Workload messages_workload(std::size_t events) {
           R"("occurred_at": "2026-11-22T10:00:00.{:03}Z", "payload": {{"n": {}, "f": {}}}}})",
           uuid(j), j % 10, j % 1000, j, static_cast<double>(j) / 3.0);
       changes.push_back(
-          MessageWriter('M').u8(1).u64(0x5000 + j).c_string("syncline").counted(content).bytes());
+          PgoutputWriter('M').u8(1).u64(0x5000 + j).c_string("syncline").counted(content).bytes());
     }
     builder.txn(changes);
   }

@@ -17,11 +17,15 @@
 #include "producer/pipeline.hpp"
 #include "producer/source_position.hpp"
 #include "producer/value_mapping.hpp"
+#include "tests/support/pgoutput_writer.hpp"
 #include "tests/unit/fake_event_sink.hpp"
 #include "tests/unit/pgoutput_fixture.hpp"
 
 namespace syncline::producer {
 namespace {
+
+using test::PgoutputWriter;
+using test::relation_message;
 
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
@@ -34,59 +38,21 @@ constexpr milliseconds kNever{std::chrono::hours(1)};
 
 // --- Encoding pgoutput messages (layouts as producer/pgoutput.cpp decodes them) ---
 
-class MessageWriter {
- public:
-  explicit MessageWriter(char type) { bytes_ += type; }
-  MessageWriter& u8(std::uint8_t value) { return big_endian(value, 1); }
-  MessageWriter& u16(std::uint16_t value) { return big_endian(value, 2); }
-  MessageWriter& u32(std::uint32_t value) { return big_endian(value, 4); }
-  MessageWriter& u64(std::uint64_t value) { return big_endian(value, 8); }
-  MessageWriter& lsn(Lsn value) { return u64(value.value()); }
-  MessageWriter& c_string(const std::string& text) {
-    bytes_ += text;
-    bytes_ += '\0';
-    return *this;
-  }
-  MessageWriter& counted(const std::string& data) {
-    u32(static_cast<std::uint32_t>(data.size()));
-    bytes_ += data;
-    return *this;
-  }
-  std::string bytes() const { return bytes_; }
-
- private:
-  MessageWriter& big_endian(std::uint64_t value, int size) {
-    for (int i = size - 1; i >= 0; --i) bytes_ += static_cast<char>((value >> (i * 8)) & 0xffU);
-    return *this;
-  }
-  std::string bytes_;
-};
 
 constexpr std::uint64_t kCommitTimeMicros = 848'052'000'000'000;  // 2026-11-15, PostgreSQL's epoch
 
 std::string begin_message(Lsn final_lsn, Xid xid) {
-  return MessageWriter('B').lsn(final_lsn).u64(kCommitTimeMicros).u32(xid).bytes();
+  return PgoutputWriter('B').lsn(final_lsn).u64(kCommitTimeMicros).u32(xid).bytes();
 }
 
 std::string commit_message(Lsn commit_lsn, Lsn end_lsn) {
-  return MessageWriter('C').u8(0).lsn(commit_lsn).lsn(end_lsn).u64(kCommitTimeMicros).bytes();
+  return PgoutputWriter('C').u8(0).lsn(commit_lsn).lsn(end_lsn).u64(kCommitTimeMicros).bytes();
 }
 
-std::string relation_message(const RelationInfo& relation) {
-  MessageWriter writer('R');
-  writer.u32(relation.relation_id).c_string(relation.schema).c_string(relation.table);
-  writer.u8(static_cast<std::uint8_t>(relation.replica_identity));
-  writer.u16(static_cast<std::uint16_t>(relation.columns.size()));
-  for (const auto& column : relation.columns) {
-    writer.u8(column.is_key ? 1 : 0).c_string(column.name).u32(column.type_oid);
-    writer.u32(static_cast<std::uint32_t>(column.type_modifier));
-  }
-  return writer.bytes();
-}
 
 // Text values; nullopt is SQL NULL.
 std::string insert_message(Oid relation_id, const std::vector<std::optional<std::string>>& values) {
-  MessageWriter writer('I');
+  PgoutputWriter writer('I');
   writer.u32(relation_id).u8('N').u16(static_cast<std::uint16_t>(values.size()));
   for (const auto& value : values) {
     if (value) {
