@@ -329,7 +329,6 @@ void ProducerService::run_session() {
       status_["records_published"] = stats.records_published;
       status_["dead_letters"] = stats.dead_letters;
       status_["slot_retained_bytes"] = slot.retained_bytes;
-      status_["queue_size"] = 0;
       if (stats.last_commit_time) {
         status_["last_sync"] = PgTimestamp::from_sys_time(std::chrono::time_point_cast<std::chrono::microseconds>(
                                                               *stats.last_commit_time))
