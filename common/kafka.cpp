@@ -671,6 +671,22 @@ std::vector<TopicPartition> Consumer::assignment() const {
   return partitions_of(list.get());
 }
 
+std::vector<TopicPartitionOffset> Consumer::position(const std::vector<TopicPartition>& partitions) const {
+  const PartitionListPtr list = to_list(partitions);
+  check(rd_kafka_position(handle_.get(), list.get()), "read positions");
+  return offsets_of(list.get());
+}
+
+std::optional<WatermarkOffsets> Consumer::cached_watermarks(const TopicPartition& partition) const {
+  WatermarkOffsets offsets;
+  if (rd_kafka_get_watermark_offsets(handle_.get(), partition.topic.c_str(), partition.partition, &offsets.low,
+                                     &offsets.high) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+      offsets.high < 0) {
+    return std::nullopt;
+  }
+  return offsets;
+}
+
 GroupMetadataPtr Consumer::group_metadata() const {
   return GroupMetadataPtr(rd_kafka_consumer_group_metadata(handle_.get()));
 }
@@ -691,7 +707,13 @@ void Consumer::close(std::chrono::milliseconds timeout) {
       throw RetriableKafkaError(RD_KAFKA_RESP_ERR__TIMED_OUT, "close consumer: not closed within " +
                                                                   std::to_string(timeout.count()) + " ms");
     }
-    rd_kafka_queue_poll_callback(queue.get(), 100);  // serves the final revoke through the hooks
+    // The event API, not rd_kafka_queue_poll_callback(): records still fetched during the close
+    // would reach callback serving as "pass" ops, which librdkafka asserts never happens.
+    const EventPtr event(rd_kafka_queue_poll(queue.get(), 100));
+    if (event && rd_kafka_event_type(event.get()) == RD_KAFKA_EVENT_REBALANCE) {
+      // The final revoke, through the hooks like any other.
+      handle_rebalance(rd_kafka_event_error(event.get()), rd_kafka_event_topic_partition_list(event.get()));
+    }
   }
 }
 

@@ -126,6 +126,11 @@ struct TopicPartitionOffset {
   bool operator==(const TopicPartitionOffset&) const = default;
 };
 
+struct WatermarkOffsets {
+  std::int64_t low = 0;
+  std::int64_t high = 0;  // the offset the next message will get
+};
+
 struct Header {
   std::string key;
   std::string value;
@@ -282,6 +287,11 @@ class Consumer {
   void pause(const std::vector<TopicPartition>& partitions);
   void resume(const std::vector<TopicPartition>& partitions);
   std::vector<TopicPartition> assignment() const;
+  // The next offset the application will read for each partition (past control records such as
+  // transaction markers); RD_KAFKA_OFFSET_INVALID when nothing was read yet.
+  std::vector<TopicPartitionOffset> position(const std::vector<TopicPartition>& partitions) const;
+  // The partition's offsets as last seen in fetch responses, without a request; nullopt until known.
+  std::optional<WatermarkOffsets> cached_watermarks(const TopicPartition& partition) const;
   GroupMetadataPtr group_metadata() const;
 
   // Leaves the group (revoking through the hooks). Idempotent. Throws RetriableKafkaError if
@@ -320,11 +330,6 @@ struct PartitionInfo {
 struct TopicInfo {
   std::string name;
   std::vector<PartitionInfo> partitions;
-};
-
-struct WatermarkOffsets {
-  std::int64_t low = 0;
-  std::int64_t high = 0;  // the offset the next message will get
 };
 
 class AdminClient {
