@@ -64,6 +64,9 @@ ErrorClass classify(std::string_view sqlstate, bool during_commit) noexcept {
   if (connection_lost || session_ended) return ErrorClass::retriable;
   // Serialization failure and deadlock: the server rolled the transaction back; run it again.
   if (sqlstate == "40001" || sqlstate == "40P01") return ErrorClass::retriable;
+  // A statement timeout or lock timeout (contention), and a server short of resources (disk
+  // full, too many connections): the same statement can succeed later.
+  if (sqlstate == "57014" || sqlstate == "55P03" || sqlstate.starts_with("53")) return ErrorClass::retriable;
   // Integrity constraint violations (23xxx) and everything else: the statement is at fault.
   return ErrorClass::permanent;
 }
@@ -167,7 +170,25 @@ Result PgConnection::exec(std::string_view sql, const std::vector<Param>& params
   }
 }
 
+std::vector<Oid> PgConnection::prepare(const std::string& name, std::string_view sql) {
+  const std::string statement(sql);
+  const std::unique_ptr<PGresult, ResultDeleter> prepared(
+      PQprepare(conn_.get(), name.c_str(), statement.c_str(), 0, nullptr));
+  if (!prepared || PQresultStatus(prepared.get()) != PGRES_COMMAND_OK) throw_last_error(prepared.get(), false);
+  const std::unique_ptr<PGresult, ResultDeleter> described(PQdescribePrepared(conn_.get(), name.c_str()));
+  if (!described || PQresultStatus(described.get()) != PGRES_COMMAND_OK) {
+    throw_last_error(described.get(), false);
+  }
+  std::vector<Oid> types(static_cast<std::size_t>(PQnparams(described.get())));
+  for (std::size_t i = 0; i < types.size(); ++i) types[i] = PQparamtype(described.get(), static_cast<int>(i));
+  return types;
+}
+
 void PgConnection::throw_last_error(const PGresult* result, bool during_commit) const {
+  throw error_of(result, during_commit);
+}
+
+PgError PgConnection::error_of(const PGresult* result, bool during_commit) const {
   const char* sqlstate = result != nullptr ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
   std::string message =
       trimmed_message(result != nullptr ? PQresultErrorMessage(result) : PQerrorMessage(conn_.get()));
@@ -175,12 +196,89 @@ void PgConnection::throw_last_error(const PGresult* result, bool during_commit) 
   // No SQLSTATE means the server never answered; a dead connection says which kind of failure.
   std::string code = sqlstate != nullptr ? sqlstate : "";
   if (code.empty() && PQstatus(conn_.get()) == CONNECTION_BAD) code = kConnectionFailure;
-  throw PgError(code, message, during_commit);
+  return PgError(code, message, during_commit);
 }
 
 bool PgConnection::is_open() const noexcept { return conn_ && PQstatus(conn_.get()) == CONNECTION_OK; }
 
 int PgConnection::server_version() const noexcept { return PQserverVersion(conn_.get()); }
+
+// ---------------------------------------------------------------------------------------------
+// Pipeline
+
+namespace {
+std::vector<const char*> param_values(const std::vector<Param>& params) {
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const auto& param : params) values.push_back(param ? param->c_str() : nullptr);
+  return values;
+}
+}  // namespace
+
+Pipeline::Pipeline(PgConnection& connection) : connection_(connection) {
+  if (PQenterPipelineMode(connection_.raw()) != 1) connection_.throw_last_error(nullptr, false);
+}
+
+Pipeline::~Pipeline() {
+  try {
+    if (sent_ > synced_) sync();
+  } catch (const std::exception& e) {
+    log::get("pg")->debug("pipeline: pending results lost: {}", e.what());
+  }
+  PQexitPipelineMode(connection_.raw());
+}
+
+void Pipeline::send_prepared(const std::string& name, const std::vector<Param>& params) {
+  const auto values = param_values(params);
+  if (PQsendQueryPrepared(connection_.raw(), name.c_str(), static_cast<int>(values.size()), values.data(),
+                          nullptr, nullptr, 0) != 1) {
+    connection_.throw_last_error(nullptr, false);
+  }
+  commits_.push_back(false);
+  ++sent_;
+}
+
+void Pipeline::send(const std::string& sql, const std::vector<Param>& params) {
+  const auto values = param_values(params);
+  if (PQsendQueryParams(connection_.raw(), sql.c_str(), static_cast<int>(values.size()), nullptr,
+                        values.data(), nullptr, nullptr, 0) != 1) {
+    connection_.throw_last_error(nullptr, is_commit(sql));
+  }
+  commits_.push_back(is_commit(sql));
+  ++sent_;
+}
+
+std::optional<Pipeline::Failure> Pipeline::sync() {
+  PGconn* conn = connection_.raw();
+  const bool commit_pending = std::find(commits_.begin(), commits_.end(), true) != commits_.end();
+  if (PQpipelineSync(conn) != 1) connection_.throw_last_error(nullptr, commit_pending);
+  std::optional<Failure> failure;
+  for (std::size_t i = 0; i < commits_.size(); ++i) {
+    // Each statement's results end with a null pointer; a dead connection gives no more results.
+    bool any = false;
+    while (const std::unique_ptr<PGresult, ResultDeleter> result{PQgetResult(conn)}) {
+      any = true;
+      if (PQresultStatus(result.get()) == PGRES_FATAL_ERROR && !failure) {
+        failure.emplace(Failure{synced_ + i, connection_.error_of(result.get(), commits_[i])});
+      }
+    }
+    if (!any || PQstatus(conn) == CONNECTION_BAD) {
+      synced_ = sent_;
+      commits_.clear();
+      // A failure seen before the connection died is the real answer; otherwise the outcome of a
+      // COMMIT among what was sent is unknown.
+      if (failure && failure->error.error_class() != ErrorClass::retriable) return failure;
+      connection_.throw_last_error(nullptr, commit_pending);
+    }
+  }
+  const std::unique_ptr<PGresult, ResultDeleter> sync_result{PQgetResult(conn)};
+  synced_ = sent_;
+  commits_.clear();
+  if (!sync_result || PQresultStatus(sync_result.get()) != PGRES_PIPELINE_SYNC) {
+    connection_.throw_last_error(sync_result.get(), commit_pending);
+  }
+  return failure;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Transaction

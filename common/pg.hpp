@@ -81,14 +81,50 @@ class PgConnection {
   // Runs `sql` with $1..$n bound to `params` (text format). Throws PgError on failure.
   Result exec(std::string_view sql, const std::vector<Param>& params = {});
 
+  // Prepares `sql` as the named statement `name`, letting the server infer parameter types, and
+  // returns those types. Throws PgError (a syntax error or unknown table is permanent).
+  std::vector<Oid> prepare(const std::string& name, std::string_view sql);
+
   bool is_open() const noexcept;
   int server_version() const noexcept;  // e.g. 150004
   PGconn* raw() const noexcept { return conn_.get(); }
 
  private:
+  friend class Pipeline;
   [[noreturn]] void throw_last_error(const PGresult* result, bool during_commit) const;
+  PgError error_of(const PGresult* result, bool during_commit) const;
 
   std::unique_ptr<PGconn, ConnDeleter> conn_;
+};
+
+// Many statements, one round trip per sync(): libpq's pipeline mode. While a Pipeline lives, its
+// connection accepts nothing else. Owned by the connection's thread.
+class Pipeline {
+ public:
+  explicit Pipeline(PgConnection& connection);  // throws PgError if pipeline mode cannot start
+  ~Pipeline();                                  // reads what is pending and leaves pipeline mode
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  // Queues a statement prepared on this connection (PgConnection::prepare), or an unnamed one.
+  void send_prepared(const std::string& name, const std::vector<Param>& params);
+  void send(const std::string& sql, const std::vector<Param>& params = {});
+
+  struct Failure {
+    std::size_t index;  // of the failed statement, counting every statement sent since construction
+    PgError error;
+  };
+  // Sends a sync point and reads every result queued since the last one. A failed statement
+  // aborts the ones after it up to the sync; the first failure is returned, not thrown. Throws
+  // PgError when the connection itself fails (in_doubt() when a COMMIT was among the statements).
+  std::optional<Failure> sync();
+  std::size_t sent() const noexcept { return sent_; }
+
+ private:
+  PgConnection& connection_;
+  std::size_t sent_ = 0;
+  std::size_t synced_ = 0;
+  std::vector<bool> commits_;  // per statement since the last sync: is it a COMMIT?
 };
 
 // BEGIN ... COMMIT with an explicit commit(); rolls back on destruction if not committed.

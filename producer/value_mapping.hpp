@@ -8,33 +8,13 @@
 #include <string_view>
 #include <vector>
 
+#include "common/pg_types.hpp"
 #include "producer/pgoutput.hpp"
 #include "producer/relation_cache.hpp"
 
 namespace syncline::producer {
 
-// Built-in type oids (src/include/catalog/pg_type.dat); stable across PostgreSQL versions.
-namespace pg_type {
-inline constexpr Oid kBool = 16;
-inline constexpr Oid kBytea = 17;
-inline constexpr Oid kInt8 = 20;
-inline constexpr Oid kInt2 = 21;
-inline constexpr Oid kInt4 = 23;
-inline constexpr Oid kText = 25;
-inline constexpr Oid kOid = 26;
-inline constexpr Oid kJson = 114;
-inline constexpr Oid kFloat4 = 700;
-inline constexpr Oid kFloat8 = 701;
-inline constexpr Oid kVarchar = 1043;
-inline constexpr Oid kDate = 1082;
-inline constexpr Oid kTimestamp = 1114;
-inline constexpr Oid kTimestamptz = 1184;
-inline constexpr Oid kNumeric = 1700;
-inline constexpr Oid kUuid = 2950;
-inline constexpr Oid kJsonb = 3802;
-inline constexpr Oid kInt4Array = 1007;
-inline constexpr Oid kTextArray = 1009;
-}  // namespace pg_type
+namespace pg_type = pg::type_oid;
 
 // A value that does not parse as its type claims: the change goes to the dead-letter topic with this
 // text rather than into Kafka with a wrong value.

@@ -77,6 +77,53 @@ TEST(PostgresIntegration, TransactionRollsBackUnlessCommitted) {
   connection.exec("DROP TABLE " + table);
 }
 
+TEST(PostgresIntegration, PreparedStatementsReportTheParameterTypesTheServerInferred) {
+  ASSERT_TRUE(test::require_read_pg());
+  PgConnection connection(stack_env().read_pg_dsn);
+  const auto types = connection.prepare("typed", "SELECT $1::bigint + 1, $2::jsonb, $3");
+  EXPECT_EQ(types, (std::vector<Oid>{20, 3802, 25}));
+  try {
+    connection.prepare("broken", "SELEC 1");
+    ADD_FAILURE() << "expected a syntax error";
+  } catch (const PgError& e) {
+    EXPECT_EQ(e.sqlstate(), "42601");
+    EXPECT_EQ(e.error_class(), ErrorClass::permanent);
+  }
+}
+
+TEST(PostgresIntegration, PipelineRunsATransactionInOneRoundTripAndReportsTheFirstFailedStatement) {
+  ASSERT_TRUE(test::require_read_pg());
+  PgConnection connection(stack_env().read_pg_dsn);
+  const std::string table = unique_name("syncline_test_pipeline");
+  connection.exec("CREATE TABLE " + table + " (id int PRIMARY KEY)");
+  connection.prepare("insert_row", "INSERT INTO " + table + " VALUES ($1)");
+  {
+    Pipeline pipeline(connection);
+    pipeline.send("BEGIN");
+    for (int i = 1; i <= 3; ++i) pipeline.send_prepared("insert_row", {std::to_string(i)});
+    pipeline.send("COMMIT");
+    EXPECT_EQ(pipeline.sync(), std::nullopt);
+    EXPECT_EQ(pipeline.sent(), 5u);
+  }
+  {
+    Pipeline pipeline(connection);
+    pipeline.send("BEGIN");
+    pipeline.send_prepared("insert_row", {"4"});
+    pipeline.send_prepared("insert_row", {"2"});  // a duplicate: index 2 fails, the rest is skipped
+    pipeline.send_prepared("insert_row", {"5"});
+    pipeline.send("COMMIT");
+    const auto failure = pipeline.sync();
+    ASSERT_TRUE(failure.has_value());
+    EXPECT_EQ(failure->index, 2u);
+    EXPECT_EQ(failure->error.sqlstate(), "23505");
+  }
+  // The failed transaction is still open (aborted): the caller rolls it back.
+  EXPECT_EQ(PQtransactionStatus(connection.raw()), PQTRANS_INERROR);
+  connection.exec("ROLLBACK");
+  EXPECT_EQ(connection.exec("SELECT string_agg(id::text, ',' ORDER BY id) FROM " + table).value(0, 0), "1,2,3");
+  connection.exec("DROP TABLE " + table);
+}
+
 TEST(PostgresIntegration, CommitOfAFailedTransactionThrowsInsteadOfReportingSuccess) {
   ASSERT_TRUE(test::require_read_pg());
   PgConnection connection(stack_env().read_pg_dsn);

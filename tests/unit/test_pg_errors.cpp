@@ -26,6 +26,12 @@ TEST(PgErrorClassification, AdminShutdownAndCrashAreRetriable) {
     EXPECT_EQ(classify(state), ErrorClass::retriable) << state;
 }
 
+TEST(PgErrorClassification, TimeoutsLockWaitsAndExhaustedResourcesAreRetriable) {
+  // statement timeout / cancel, lock not available, disk full, too many connections
+  for (const char* state : {"57014", "55P03", "53100", "53300"})
+    EXPECT_EQ(classify(state), ErrorClass::retriable) << state;
+}
+
 TEST(PgErrorClassification, ConstraintViolationsArePermanent) {
   for (const char* state : {"23000", "23502", "23503", "23505", "23514", "23P01"}) {
     EXPECT_EQ(classify(state), ErrorClass::permanent) << state;
@@ -33,8 +39,8 @@ TEST(PgErrorClassification, ConstraintViolationsArePermanent) {
 }
 
 TEST(PgErrorClassification, OtherErrorsArePermanent) {
-  // syntax error, undefined table, invalid text representation, other rollback, query canceled
-  for (const char* state : {"42601", "42P01", "22P02", "40000", "57014", "XX000"}) {
+  // syntax error, undefined table, invalid text representation, other rollback, internal error
+  for (const char* state : {"42601", "42P01", "22P02", "40000", "XX000"}) {
     EXPECT_EQ(classify(state), ErrorClass::permanent) << state;
   }
 }
