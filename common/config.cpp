@@ -14,6 +14,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <vector>
 
@@ -217,6 +218,61 @@ void read_producer(const json& object, ProducerConfig& out) {
   if (out.transactional_id.empty()) out.transactional_id = "syncline-producer-" + out.slot;
 }
 
+// A string or a list of strings (the schema's one_or_more_strings).
+std::vector<std::string> read_strings(const json& object, const char* key) {
+  std::vector<std::string> out;
+  if (const auto it = object.find(key); it != object.end()) {
+    if (it->is_string()) {
+      out.push_back(it->get<std::string>());
+    } else {
+      for (const auto& item : *it) out.push_back(item.get<std::string>());
+    }
+  }
+  return out;
+}
+
+void read_pg_projector(const json& object, const std::string& topic_prefix, std::string_view source,
+                       PgProjectorConfig& out) {
+  read_http(object, out.http);
+  read(object, "group_id", out.group_id);
+  read(object, "batch_max_events", out.batch_max_events);
+  out.batch_max = read_ms(object, "batch_max_ms", out.batch_max);
+  out.retry_max_backoff = read_ms(object, "retry_max_backoff_ms", out.retry_max_backoff);
+  read(object, "dead_letter_topic", out.dead_letter_topic);
+  if (out.dead_letter_topic.empty()) out.dead_letter_topic = topic_prefix + ".dlq.pg-projector";
+  std::vector<std::string> problems;
+  if (object.contains("mirror")) {
+    const auto& mirror = object["mirror"];
+    MirrorConfig& config = out.mirror.emplace();
+    read(mirror, "schema", config.schema);
+    config.tombstone_retention = read_ms(mirror, "tombstone_retention_ms", config.tombstone_retention);
+    std::set<std::string> targets;
+    for (const auto& table : mirror["tables"]) {
+      config.tables.push_back(parse_table_name(table.get<std::string>()));
+      if (!targets.insert(config.tables.back().table).second) {
+        problems.push_back(fmt::format("{}: pg_projector.mirror.tables: two tables would both be mirrored as {}.{}",
+                                       source, config.schema, config.tables.back().table));
+      }
+    }
+  }
+  std::set<std::string> names;
+  for (const auto& projection : object.value("projections", json::array())) {
+    SqlProjectionConfig& config = out.projections.emplace_back();
+    read(projection, "name", config.name);
+    if (!names.insert(config.name).second || (out.mirror && config.name == "mirror")) {
+      problems.push_back(fmt::format("{}: pg_projector.projections: the name '{}' is used twice", source, config.name));
+    }
+    for (const auto& type : read_strings(projection, "aggregate_types"))
+      config.topics.push_back(topic_prefix + ".events." + type);
+    for (auto& topic : read_strings(projection, "topics")) config.topics.push_back(std::move(topic));
+    read(projection, "setup", config.setup);
+    for (const auto& handler : projection["events"]) {
+      config.handlers.push_back({read_strings(handler, "types"), read_strings(handler, "sql")});
+    }
+  }
+  if (!problems.empty()) fail(problems);
+}
+
 // Only called on a document that passed the schema, so types and enums are known to be right.
 Config to_config(const json& document, std::string_view source) {
   Config config;
@@ -252,7 +308,7 @@ Config to_config(const json& document, std::string_view source) {
   }
 
   read_producer(section(document, "producer"), config.producer);
-  read_http(section(document, "pg_projector"), config.pg_projector.http);
+  read_pg_projector(section(document, "pg_projector"), config.kafka.topic_prefix, source, config.pg_projector);
   read_http(section(document, "es_projector"), config.es_projector.http);
   read_http(section(document, "ctl"), config.ctl.http);
   return config;

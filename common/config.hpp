@@ -90,8 +90,37 @@ struct ProducerConfig {
   std::chrono::milliseconds retry_max_backoff{30'000};
 };
 
+// Row-change topics of `tables` mirrored into same-named tables of the read schema `schema`.
+struct MirrorConfig {
+  std::string schema = "mirror";
+  std::vector<TableName> tables;
+  // How long a deleted row's position is remembered, so an older change replayed later (a
+  // resync snapshot overlapping the live stream) cannot bring it back.
+  std::chrono::milliseconds tombstone_retention{std::chrono::hours(24)};
+};
+
+// Statements run, in order, for each event whose type is one of `types`.
+struct SqlHandlerConfig {
+  std::vector<std::string> types;
+  std::vector<std::string> statements;  // SQL with :named.json.path parameters
+};
+
+struct SqlProjectionConfig {
+  std::string name;
+  std::vector<std::string> topics;  // full topic names (aggregate_types resolved with the prefix)
+  std::string setup;                // idempotent SQL run on every (re)connect; empty: none
+  std::vector<SqlHandlerConfig> handlers;
+};
+
 struct PgProjectorConfig {
   HttpConfig http = http_on_port(9632);
+  std::string group_id = "syncline-pg-projector";
+  std::size_t batch_max_events = 1000;
+  std::chrono::milliseconds batch_max{50};
+  std::chrono::milliseconds retry_max_backoff{30'000};
+  std::string dead_letter_topic;  // empty: "<prefix>.dlq.pg-projector"
+  std::optional<MirrorConfig> mirror;
+  std::vector<SqlProjectionConfig> projections;
 };
 
 struct EsProjectorConfig {

@@ -288,6 +288,58 @@ TEST(Config, the_example_file_loads_with_the_stack_variables) {
   EXPECT_EQ(config.kafka.properties.at("socket.keepalive.enable"), "true");
 }
 
+TEST(Config, pg_projector_projections_resolve_aggregate_types_to_topics_and_default_the_dead_letter_topic) {
+  const auto config = config_from_string(
+      "kafka: {bootstrap_servers: 'k:9092', topic_prefix: app}\n"
+      "pg_projector:\n"
+      "  mirror: {tables: [public.users, billing.invoices]}\n"
+      "  projections:\n"
+      "    - name: summary\n"
+      "      aggregate_types: [conversation, user]\n"
+      "      topics: other.topic\n"
+      "      setup: CREATE TABLE IF NOT EXISTS s (id text)\n"
+      "      events:\n"
+      "        - types: MessageSent\n"
+      "          sql: [\"INSERT INTO s VALUES (:aggregate_id)\", \"SELECT 1\"]\n"
+      "        - types: [A, B]\n"
+      "          sql: SELECT :payload.x\n",
+      "test.yaml", with_env({}));
+  const auto& projector = config.pg_projector;
+  EXPECT_EQ(projector.group_id, "syncline-pg-projector");
+  EXPECT_EQ(projector.dead_letter_topic, "app.dlq.pg-projector");
+  ASSERT_TRUE(projector.mirror.has_value());
+  EXPECT_EQ(projector.mirror->schema, "mirror");
+  EXPECT_EQ(projector.mirror->tables, (std::vector<TableName>{{"public", "users"}, {"billing", "invoices"}}));
+  ASSERT_EQ(projector.projections.size(), 1u);
+  const auto& projection = projector.projections[0];
+  EXPECT_EQ(projection.topics, (std::vector<std::string>{"app.events.conversation", "app.events.user", "other.topic"}));
+  ASSERT_EQ(projection.handlers.size(), 2u);
+  EXPECT_EQ(projection.handlers[0].types, std::vector<std::string>{"MessageSent"});
+  EXPECT_EQ(projection.handlers[0].statements.size(), 2u);
+  EXPECT_EQ(projection.handlers[1].types, (std::vector<std::string>{"A", "B"}));
+}
+
+TEST(Config, pg_projector_names_used_twice_and_colliding_mirror_tables_are_errors) {
+  const auto error = load_error(
+      "kafka: {bootstrap_servers: 'k:9092'}\n"
+      "pg_projector:\n"
+      "  mirror: {tables: [public.users, audit.users]}\n"
+      "  projections:\n"
+      "    - {name: p, topics: t, events: [{types: A, sql: SELECT 1}]}\n"
+      "    - {name: p, topics: t, events: [{types: A, sql: SELECT 1}]}\n");
+  EXPECT_THAT(error, HasSubstr("mirrored as mirror.users"));
+  EXPECT_THAT(error, HasSubstr("the name 'p' is used twice"));
+}
+
+TEST(Config, a_pg_projection_without_topics_or_events_is_rejected) {
+  EXPECT_THAT(load_error("kafka: {bootstrap_servers: 'k:9092'}\n"
+                         "pg_projector: {projections: [{name: p, events: [{types: A, sql: SELECT 1}]}]}\n"),
+              HasSubstr("pg_projector.projections[0]"));
+  EXPECT_THAT(load_error("kafka: {bootstrap_servers: 'k:9092'}\n"
+                         "pg_projector: {projections: [{name: p, topics: t}]}\n"),
+              HasSubstr("events"));
+}
+
 TEST(Config, load_config_names_a_file_it_cannot_read) {
   try {
     load_config("/nonexistent/syncline.yaml");
