@@ -1,0 +1,59 @@
+// OffsetStore: the consumer group's Kafka positions kept in the read database itself
+// (syncline.offsets), advanced in the same transaction as the projection writes.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/kafka.hpp"
+#include "common/lsn.hpp"
+#include "common/pg.hpp"
+
+namespace syncline::pg_projector {
+
+// The SQLSTATE advance_offset() raises when the stored offset is not the one the batch started
+// from: another instance (or an earlier, in-doubt commit of this one) already applied it.
+inline constexpr std::string_view kOffsetMovedSqlstate = "SL001";
+
+struct StoredOffset {
+  std::int64_t next_offset = 0;
+  std::optional<Lsn> last_commit_lsn;
+};
+
+// One partition's advance inside a batch transaction.
+struct OffsetAdvance {
+  kafka::TopicPartition partition;
+  std::optional<std::int64_t> expected;  // the stored next_offset the batch started from; nullopt: no row
+  std::int64_t next_offset = 0;
+  std::optional<Lsn> last_commit_lsn;
+  std::optional<std::string> last_commit_ts;  // ISO-8601, from the last event's source.commit_ts
+};
+
+// Stateless apart from the group name; the connection is the caller's.
+class OffsetStore {
+ public:
+  explicit OffsetStore(std::string consumer_group) : group_(std::move(consumer_group)) {}
+
+  // Creates schema syncline, table syncline.offsets and function syncline.advance_offset() when
+  // absent. Safe when several instances start at once (serialised by an advisory lock).
+  static void ensure_schema(pg::PgConnection& connection);
+
+  std::map<kafka::TopicPartition, StoredOffset> load(pg::PgConnection& connection,
+                                                     const std::vector<kafka::TopicPartition>& partitions) const;
+
+  // The statement (and its parameters) that advances one partition; it raises SQLSTATE
+  // kOffsetMovedSqlstate when the stored offset is not `expected`.
+  static const std::string& advance_sql();
+  std::vector<pg::Param> advance_params(const OffsetAdvance& advance) const;
+
+  const std::string& group() const noexcept { return group_; }
+
+ private:
+  std::string group_;
+};
+
+}  // namespace syncline::pg_projector

@@ -1,0 +1,789 @@
+// ProjectorService: batches, transactions with stored offsets, dead letters, retries (see
+// projector_service.hpp).
+#include "consumers/pg/projector_service.hpp"
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <random>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "common/envelope.hpp"
+#include "common/iso_time.hpp"
+#include "common/logging.hpp"
+#include "common/shutdown.hpp"
+
+namespace syncline::pg_projector {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+constexpr auto kInitialBackoff = 250ms;
+constexpr std::size_t kStatementsPerSync = 500;  // results read back in chunks: bounded buffers
+constexpr std::size_t kNoProjection = static_cast<std::size_t>(-1);
+
+std::shared_ptr<spdlog::logger> logger() { return log::get("pg-projector"); }
+
+std::string iso_now() {
+  const auto now = std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
+  return fmt::format("{:%Y-%m-%dT%H:%M:%S}Z", now);
+}
+
+double seconds_since(std::chrono::system_clock::time_point then) {
+  return std::chrono::duration<double>(std::chrono::system_clock::now() - then).count();
+}
+
+std::string truncated(std::string text, std::size_t limit = 2000) {
+  if (text.size() > limit) text = text.substr(0, limit) + "...";
+  return text;
+}
+
+const nlohmann::json* source_field(const nlohmann::json& value, const char* name) {
+  const auto source = value.find("source");
+  if (source == value.end() || !source->is_object()) return nullptr;
+  const auto field = source->find(name);
+  return field != source->end() && field->is_string() ? &*field : nullptr;
+}
+
+bool is_consumer_only_property(std::string_view key) {
+  for (const std::string_view prefix : {"group.", "session.timeout", "heartbeat.", "auto.offset", "auto.commit",
+                                        "enable.auto", "isolation.", "max.poll", "partition.assignment", "fetch.",
+                                        "queued.", "enable.partition.eof", "check.crcs"}) {
+    if (key.starts_with(prefix)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+ProjectorService::ProjectorService(const Config& config, metrics::Registry& registry,
+                                   std::vector<std::unique_ptr<Projection>> projections)
+    : config_(config),
+      options_(config.pg_projector),
+      registry_(registry),
+      projections_(std::move(projections)),
+      offsets_(config.pg_projector.group_id),
+      session_(config.require_read_db().dsn),
+      backoff_(kInitialBackoff),
+      unparsed_(registry.counter("syncline_pg_projector_unparsable_records_total",
+                                 "Records dead-lettered because their value is not a JSON object.")),
+      retries_(registry.counter("syncline_pg_projector_retries_total",
+                                "Batches rolled back by a transient failure and retried after a back-off.")),
+      batch_events_(registry.histogram("syncline_pg_projector_batch_events", "Records per applied batch.",
+                                       metrics::exponential_buckets(1, 4, 8))),
+      apply_seconds_(registry.histogram("syncline_pg_projector_apply_seconds",
+                                        "Time to apply one batch: plan, statements, offsets and COMMIT.",
+                                        metrics::default_latency_buckets())),
+      commit_to_applied_(registry.histogram(
+          "syncline_pg_projector_commit_to_applied_seconds",
+          "From the write database's commit (source.commit_ts) to the read database's commit.",
+          metrics::default_latency_buckets())),
+      last_commit_ts_(registry.gauge("syncline_pg_projector_last_applied_commit_timestamp_seconds",
+                                     "source.commit_ts of the newest applied event, as a Unix time.")) {
+  std::set<std::string> topics;
+  for (const auto& projection : projections_) {
+    topics.insert(projection->topics().begin(), projection->topics().end());
+    const metrics::Labels labels{{"projection", projection->name()}};
+    projection_metrics_.push_back(
+        {&registry.counter("syncline_pg_projector_events_applied_total",
+                           "Events applied to the read database, per projection.", labels),
+         &registry.counter("syncline_pg_projector_events_skipped_total",
+                           "Events on a projection's topics that it has nothing to do for.", labels),
+         &registry.counter("syncline_pg_projector_events_dead_lettered_total",
+                           "Events sent to the dead-letter topic instead of being applied.", labels)});
+  }
+  topics_.assign(topics.begin(), topics.end());
+  if (topics_.empty()) throw ProjectionSetupError("pg_projector: no mirror tables and no projections configured");
+
+  kafka::Properties producer_properties;
+  for (const auto& [key, value] : config.kafka.properties) {
+    // Consumer settings in the shared kafka.properties only make the dead-letter producer warn.
+    if (!is_consumer_only_property(key)) producer_properties[key] = value;
+  }
+  producer_properties["bootstrap.servers"] = config.kafka.bootstrap_servers;
+  producer_properties["client.id"] = config.kafka.client_id;
+  dead_letters_ = std::make_unique<DeadLetterPublisher>(producer_properties, options_.dead_letter_topic,
+                                                        "pg-projector");
+  status_ = {{"status", "starting"}, {"group", options_.group_id}};
+}
+
+ProjectorService::~ProjectorService() = default;
+
+kafka::Properties ProjectorService::consumer_properties() const {
+  kafka::Properties properties{// Bounded memory while the read database is down: little is prefetched.
+                               {"queued.max.messages.kbytes", "8192"},
+                               // A dead instance's partitions move to the others within seconds.
+                               {"session.timeout.ms", "10000"},
+                               // A topic created after start (a new aggregate type) is seen soon.
+                               {"topic.metadata.refresh.interval.ms", "5000"}};
+  for (const auto& [key, value] : config_.kafka.properties) properties[key] = value;
+  properties["bootstrap.servers"] = config_.kafka.bootstrap_servers;
+  properties["client.id"] = config_.kafka.client_id;
+  properties["group.id"] = options_.group_id;
+  return properties;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rebalance
+
+std::vector<kafka::TopicPartitionOffset> ProjectorService::on_assign(
+    const std::vector<kafka::TopicPartition>& partitions) {
+  for (const auto& partition : partitions) partitions_[partition] = Partition{};
+  // If this throws, the consumer keeps the partitions paused and poll() rethrows; recover()
+  // positions them once the read database answers.
+  ensure_connected();
+  const auto stored = offsets_.load(session_.connection(), partitions);
+  std::vector<kafka::TopicPartitionOffset> starts;
+  const std::string reset = consumer_properties().contains("auto.offset.reset")
+                                ? consumer_properties().at("auto.offset.reset")
+                                : "earliest";
+  const bool from_end = reset == "latest" || reset == "largest" || reset == "end";
+  for (const auto& partition : partitions) {
+    Partition& state = partitions_[partition];
+    if (const auto it = stored.find(partition); it != stored.end()) {
+      state.stored = it->second.next_offset;
+      state.received = it->second.next_offset;
+      starts.push_back({partition.topic, partition.partition, it->second.next_offset});
+    } else {
+      starts.push_back(
+          {partition.topic, partition.partition, from_end ? RD_KAFKA_OFFSET_END : RD_KAFKA_OFFSET_BEGINNING});
+    }
+    state.positioned = true;
+    logger()->info("{}/{}: starting at {}", partition.topic, partition.partition,
+                   state.stored ? std::to_string(*state.stored) : "the " + reset + " offset (none stored)");
+  }
+  return starts;
+}
+
+void ProjectorService::on_revoke(const std::vector<kafka::TopicPartition>& partitions, bool lost) {
+  if (!lost) commit_to_kafka();
+  const std::set<kafka::TopicPartition> gone(partitions.begin(), partitions.end());
+  // What was read from them but not applied is the new owner's now: it starts at the stored offset.
+  std::erase_if(batch_, [&](const Record& record) {
+    return gone.contains({record.message.topic(), record.message.partition()});
+  });
+  std::erase_if(carry_, [&](const kafka::Message& message) {
+    return gone.contains({message.topic(), message.partition()});
+  });
+  for (const auto& partition : partitions) {
+    partitions_.erase(partition);
+    to_commit_.erase(partition);
+    if (const auto it = lag_gauges_.find(partition); it != lag_gauges_.end()) it->second->set(0);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection and positions
+
+void ProjectorService::ensure_connected() {
+  if (session_.connected()) return;
+  session_.connect();
+  OffsetStore::ensure_schema(session_.connection());
+  // Instances starting together would race on CREATE TABLE IF NOT EXISTS (a unique violation in
+  // the catalog): one set-up at a time. A session lock, released when the connection ends.
+  session_.connection().exec("SELECT pg_advisory_lock(hashtext('syncline.pg-projector.setup'))");
+  struct Unlock {
+    ReadDbSession& session;
+    ~Unlock() {
+      try {
+        if (session.connected())
+          session.connection().exec("SELECT pg_advisory_unlock(hashtext('syncline.pg-projector.setup'))");
+      } catch (const std::exception&) {
+        // The lock ends with the connection anyway.
+      }
+    }
+  } unlock{session_};
+  for (const auto& projection : projections_) {
+    try {
+      projection->setup(session_);
+    } catch (const pg::PgError& error) {
+      if (error.error_class() != pg::ErrorClass::permanent) throw;
+      throw ProjectionSetupError("projection " + projection->name() + ": set-up failed: " + error.what());
+    } catch (const std::invalid_argument& error) {
+      throw ProjectionSetupError("projection " + projection->name() + ": " + error.what());
+    }
+  }
+  logger()->info("connected to the read database; {} projection(s) set up", projections_.size());
+}
+
+void ProjectorService::position(const std::vector<kafka::TopicPartition>& partitions, bool seek) {
+  if (partitions.empty()) return;
+  std::vector<kafka::TopicPartitionOffset> starts;
+  for (const auto& start : on_assign(partitions)) starts.push_back(start);
+  if (seek) consumer_->seek(starts, 10s);
+}
+
+void ProjectorService::reload_offsets() {
+  std::set<kafka::TopicPartition> in_batch;
+  for (const auto& record : batch_) in_batch.insert({record.message.topic(), record.message.partition()});
+  reload_offsets(in_batch);
+}
+
+void ProjectorService::reload_offsets(const std::set<kafka::TopicPartition>& in_batch) {
+  const auto stored = offsets_.load(session_.connection(), {in_batch.begin(), in_batch.end()});
+  std::vector<kafka::TopicPartitionOffset> forward;
+  for (const auto& partition : in_batch) {
+    Partition& state = partitions_[partition];
+    const auto it = stored.find(partition);
+    state.stored = it != stored.end() ? std::optional(it->second.next_offset) : std::nullopt;
+    if (!state.stored) continue;
+    const std::int64_t next = *state.stored;
+    std::erase_if(batch_, [&](const Record& record) {
+      return record.message.partition() == partition.partition && record.message.offset() < next &&
+             record.message.topic() == partition.topic;
+    });
+    if (!state.received || next > *state.received) {
+      state.received = next;
+      forward.push_back({partition.topic, partition.partition, next});
+    }
+    logger()->warn("{}/{}: the stored offset is {}: another instance (or an earlier commit whose answer was "
+                   "lost) applied up to there; continuing from it",
+                   partition.topic, partition.partition, next);
+  }
+  if (!forward.empty()) consumer_->seek(forward, 10s);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+void ProjectorService::accept(kafka::Message message) {
+  const kafka::TopicPartition partition{message.topic(), message.partition()};
+  const auto it = partitions_.find(partition);
+  if (it == partitions_.end() || !it->second.positioned) return;  // no longer (or not yet) ours
+  Partition& state = it->second;
+  // Exactly once: never apply an offset twice, whatever a seek or a retry left in the queue.
+  if (state.received && message.offset() < *state.received) return;
+  state.received = message.offset() + 1;
+
+  Record record{std::move(message), {}, {}, std::nullopt};
+  record.type = record.message.header(kafka_header::event_type).value_or("");
+  for (std::size_t p = 0; p < projections_.size(); ++p) {
+    if (projections_[p]->wants(partition.topic, record.type)) record.wanted_by.push_back(p);
+  }
+  if (!record.wanted_by.empty()) {
+    try {
+      auto value = nlohmann::json::parse(record.message.value());
+      if (!value.is_object()) throw std::invalid_argument("it is JSON but not an object");
+      record.value = std::move(value);
+    } catch (const std::exception& error) {
+      const RecordKey key{partition.topic, partition.partition, record.message.offset()};
+      batch_state_.dead[{kNoProjection, key}] = std::string("value is not a JSON envelope: ") + error.what();
+      batch_state_.dead_for_all.insert(key);
+    }
+  }
+  batch_.push_back(std::move(record));
+}
+
+void ProjectorService::collect() {
+  while (!carry_.empty() && batch_.size() < options_.batch_max_events) {
+    accept(std::move(carry_.front()));
+    carry_.pop_front();
+  }
+  std::optional<Clock::time_point> deadline;
+  if (!batch_.empty()) deadline = Clock::now() + options_.batch_max;
+  while (batch_.size() < options_.batch_max_events && !shutdown::requested()) {
+    const auto timeout = deadline ? std::max(0ms, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                      *deadline - Clock::now()))
+                                  : 100ms;
+    auto message = consumer_->poll(timeout);
+    if (message && message->ok()) {
+      const bool was_empty = batch_.empty();
+      accept(std::move(*message));
+      if (was_empty && !batch_.empty()) deadline = Clock::now() + options_.batch_max;
+    } else if (message && message->error() != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      logger()->warn("consumer: {}", message->error_message());
+    }
+    if (!deadline ? !message : Clock::now() >= *deadline) break;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Applying
+
+namespace {
+
+// Collects what one projection's plan() reports.
+class CollectingSink : public PlanSink {
+ public:
+  CollectingSink(std::size_t projection, std::vector<Statement>& statements, std::vector<std::size_t>& owners,
+                 std::vector<std::pair<std::size_t, std::string>>& rejected, std::vector<std::size_t>& skipped)
+      : projection_(projection), statements_(statements), owners_(owners), rejected_(rejected), skipped_(skipped) {}
+
+  void add(Statement statement) override {
+    statements_.push_back(std::move(statement));
+    owners_.push_back(projection_);
+  }
+  void reject(std::size_t event_index, std::string reason) override {
+    rejected_.emplace_back(event_index, std::move(reason));
+  }
+  void skip(std::size_t event_index) override { skipped_.push_back(event_index); }
+
+ private:
+  std::size_t projection_;
+  std::vector<Statement>& statements_;
+  std::vector<std::size_t>& owners_;
+  std::vector<std::pair<std::size_t, std::string>>& rejected_;
+  std::vector<std::size_t>& skipped_;
+};
+
+}  // namespace
+
+ProjectorService::Attempt ProjectorService::apply_once() {
+  const auto started = Clock::now();
+  ensure_connected();
+  ++attempts_;
+  const auto key_of = [&](std::size_t index) {
+    const auto& message = batch_[index].message;
+    return RecordKey{message.topic(), message.partition(), message.offset()};
+  };
+  std::vector<RecordKey> keys;
+  keys.reserve(batch_.size());
+  for (std::size_t i = 0; i < batch_.size(); ++i) keys.push_back(key_of(i));
+
+  // Plan every projection's statements.
+  std::vector<Statement> statements;
+  std::vector<std::size_t> owners;
+  std::vector<std::size_t> applied(projections_.size(), 0);
+  std::vector<std::size_t> skipped_counts(projections_.size(), 0);
+  std::vector<std::string> topics;  // views in Event point into these
+  topics.reserve(batch_.size());
+  for (const auto& record : batch_) topics.push_back(record.message.topic());
+  for (std::size_t p = 0; p < projections_.size(); ++p) {
+    std::vector<Event> events;
+    std::unordered_set<std::size_t> isolated;
+    const auto& isolated_keys = batch_state_.isolated[p];
+    for (std::size_t i = 0; i < batch_.size(); ++i) {
+      const Record& record = batch_[i];
+      if (!record.value || std::find(record.wanted_by.begin(), record.wanted_by.end(), p) == record.wanted_by.end())
+        continue;
+      if (batch_state_.dead.contains({p, keys[i]})) continue;
+      if (isolated_keys.contains(keys[i])) isolated.insert(i);
+      events.push_back(Event{i, topics[i], record.message.partition(), record.message.offset(),
+                             record.message.key(), record.type, &*record.value});
+    }
+    if (events.empty()) continue;
+    std::vector<const Event*> pointers;
+    pointers.reserve(events.size());
+    for (const auto& event : events) pointers.push_back(&event);
+    std::vector<std::pair<std::size_t, std::string>> rejected;
+    std::vector<std::size_t> skipped;
+    CollectingSink sink(p, statements, owners, rejected, skipped);
+    projections_[p]->plan(pointers, isolated, session_, sink);
+    for (auto& [index, reason] : rejected) {
+      batch_state_.dead[{p, keys[index]}] = std::move(reason);  // the projection names itself in it
+    }
+    skipped_counts[p] = skipped.size();
+    applied[p] = events.size() - rejected.size() - skipped.size();
+  }
+  // Dead letters are durable before the offsets that pass them are.
+  publish_dead_letters();
+
+  // Offsets: per partition, from the stored one to just past the batch's last record.
+  std::map<kafka::TopicPartition, std::int64_t> next_offsets;
+  std::map<kafka::TopicPartition, const nlohmann::json*> last_values;
+  for (const auto& record : batch_) {
+    const kafka::TopicPartition partition{record.message.topic(), record.message.partition()};
+    next_offsets[partition] = record.message.offset() + 1;
+    if (record.value) last_values[partition] = &*record.value;
+  }
+  std::vector<OffsetAdvance> advances;
+  for (const auto& [partition, next] : next_offsets) {
+    OffsetAdvance advance{partition, partitions_[partition].stored, next, std::nullopt, std::nullopt};
+    if (const auto it = last_values.find(partition); it != last_values.end()) {
+      if (const auto* lsn = source_field(*it->second, "commit_lsn")) advance.last_commit_lsn = Lsn::parse(lsn->get<std::string>());
+      if (const auto* ts = source_field(*it->second, "commit_ts")) advance.last_commit_ts = ts->get<std::string>();
+    }
+    advances.push_back(std::move(advance));
+  }
+
+  // Prepared before the pipeline starts: preparing is a round trip of its own.
+  const std::string advance_name = session_.statement_name(OffsetStore::advance_sql());
+  std::vector<const std::string*> names;
+  names.reserve(statements.size());
+  for (const auto& statement : statements) names.push_back(&session_.statement_name(*statement.sql));
+
+  pg::PgConnection& connection = session_.connection();
+  std::optional<pg::Pipeline::Failure> failure;
+  std::size_t first_statement = 0;
+  {
+    pg::Pipeline pipeline(connection);
+    pipeline.send("BEGIN");
+    // The offsets first: their row locks make a second instance wait here, then fail its check.
+    for (const auto& advance : advances) pipeline.send_prepared(advance_name, offsets_.advance_params(advance));
+    first_statement = pipeline.sent();
+    for (std::size_t k = 0; k < statements.size() && !failure; ++k) {
+      pipeline.send_prepared(*names[k], statements[k].params);
+      if ((k + 1) % kStatementsPerSync == 0) failure = pipeline.sync();
+    }
+    if (!failure) {
+      pipeline.send("COMMIT");
+      failure = pipeline.sync();
+    }
+  }
+  if (!failure) {
+    finish_batch(next_offsets, applied, skipped_counts, started);
+    return Attempt::done;
+  }
+
+  if (PQtransactionStatus(connection.raw()) != PQTRANS_IDLE) connection.exec("ROLLBACK");
+  for (const auto& projection : projections_) projection->reset();
+  const std::size_t at = failure->index;
+  const pg::PgError& error = failure->error;
+  if (at > 0 && at < first_statement && error.sqlstate() == kOffsetMovedSqlstate) {
+    reload_offsets();
+    return Attempt::again;
+  }
+  if (at < first_statement || at >= first_statement + statements.size() ||
+      error.error_class() != pg::ErrorClass::permanent) {
+    throw error;  // transient (or not attributable to one event): retried after a back-off
+  }
+  const Statement& statement = statements[at - first_statement];
+  const std::size_t p = owners[at - first_statement];
+  if (statement.events.size() == 1) {
+    batch_state_.dead[{p, keys[statement.events.front()]}] =
+        "projection " + projections_[p]->name() + ": " + error.what();
+  } else {
+    // Which of its events is at fault is found by applying them one statement each.
+    for (const std::size_t index : statement.events) batch_state_.isolated[p].insert(keys[index]);
+    logger()->info("projection {}: a statement covering {} events failed ({}); applying them one by one",
+                   projections_[p]->name(), statement.events.size(), error.what());
+  }
+  return Attempt::again;
+}
+
+const ProjectorService::Record* ProjectorService::find_record(const RecordKey& key) const {
+  const auto& [topic, partition, offset] = key;
+  const auto it = std::find_if(batch_.begin(), batch_.end(), [&](const Record& r) {
+    return r.message.offset() == offset && r.message.partition() == partition && r.message.topic() == topic;
+  });
+  return it != batch_.end() ? &*it : nullptr;
+}
+
+void ProjectorService::publish_dead_letters() {
+  // In the order the records were read, whichever projection refused them.
+  std::vector<std::pair<const std::pair<std::size_t, RecordKey>*, const std::string*>> pending;
+  for (const auto& [id, reason] : batch_state_.dead) {
+    if (!batch_state_.published.contains(id)) pending.emplace_back(&id, &reason);
+  }
+  std::sort(pending.begin(), pending.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.first->second, a.first->first) < std::tie(b.first->second, b.first->first);
+  });
+  std::vector<std::pair<std::size_t, RecordKey>> sent;
+  for (const auto& [id_pointer, reason_pointer] : pending) {
+    const auto& id = *id_pointer;
+    const auto& reason = *reason_pointer;
+    const auto& [projection, key] = id;
+    const auto& [topic, partition, offset] = key;
+    const Record* record = find_record(key);
+    if (record == nullptr) continue;  // revoked meanwhile
+    const auto message_key = record->message.key();
+    dead_letters_->publish({topic, partition, offset,
+                            message_key ? std::optional<std::string>(*message_key) : std::nullopt,
+                            std::string(record->message.value()), record->message.headers(),
+                            projection == kNoProjection ? "" : projections_[projection]->name(), truncated(reason)});
+    sent.push_back(id);
+  }
+  if (sent.empty()) return;
+  // Counted as published only once Kafka acknowledged them; a failed flush sends them again.
+  dead_letters_->flush(30s);
+  for (const auto& id : sent) {
+    batch_state_.published.insert(id);
+    const auto& [projection, key] = id;
+    if (projection == kNoProjection) {
+      unparsed_.inc();
+      if (const Record* record = find_record(key))
+        for (const std::size_t p : record->wanted_by) projection_metrics_[p].dead_lettered->inc();
+    } else {
+      projection_metrics_[projection].dead_lettered->inc();
+    }
+  }
+}
+
+void ProjectorService::finish_batch(const std::map<kafka::TopicPartition, std::int64_t>& next_offsets,
+                                    const std::vector<std::size_t>& applied, const std::vector<std::size_t>& skipped,
+                                    Clock::time_point started) {
+  const auto now = std::chrono::system_clock::now();
+  for (const auto& [partition, next] : next_offsets) {
+    partitions_[partition].stored = next;
+    to_commit_[partition] = next;
+  }
+  // Records on a projection's topics that it does not want are skipped for it.
+  std::vector<std::size_t> skipped_total = skipped;
+  for (const auto& record : batch_) {
+    for (std::size_t p = 0; p < projections_.size(); ++p) {
+      const auto& topics = projections_[p]->topics();
+      if (std::find(record.wanted_by.begin(), record.wanted_by.end(), p) == record.wanted_by.end() &&
+          std::find(topics.begin(), topics.end(), record.message.topic()) != topics.end()) {
+        ++skipped_total[p];
+      }
+    }
+  }
+  for (std::size_t p = 0; p < projections_.size(); ++p) {
+    projection_metrics_[p].applied->inc(static_cast<double>(applied[p]));
+    projection_metrics_[p].skipped->inc(static_cast<double>(skipped_total[p]));
+  }
+  std::optional<std::string> newest_lsn;
+  std::optional<std::string> newest_ts;
+  for (const auto& record : batch_) {
+    if (!record.value) continue;
+    if (const auto* ts = source_field(*record.value, "commit_ts")) {
+      if (const auto commit_time = parse_iso_utc(ts->get_ref<const std::string&>())) {
+        commit_to_applied_.observe(std::max(0.0, std::chrono::duration<double>(now - *commit_time).count()));
+        if (!last_applied_commit_ts_ || *commit_time > *last_applied_commit_ts_) {
+          last_applied_commit_ts_ = *commit_time;
+          newest_ts = ts->get<std::string>();
+          if (const auto* lsn = source_field(*record.value, "commit_lsn")) newest_lsn = lsn->get<std::string>();
+        }
+      }
+    }
+  }
+  if (last_applied_commit_ts_) {
+    last_commit_ts_.set(std::chrono::duration<double>(last_applied_commit_ts_->time_since_epoch()).count());
+  }
+  batch_events_.observe(static_cast<double>(batch_.size()));
+  apply_seconds_.observe(std::chrono::duration<double>(Clock::now() - started).count());
+  const std::uint64_t dead = batch_state_.dead.size();
+  {
+    std::lock_guard lock(status_mutex_);
+    status_["last_sync"] = iso_now();
+    if (newest_lsn) status_["last_applied_commit_lsn"] = *newest_lsn;
+    if (newest_ts) status_["last_applied_commit_ts"] = *newest_ts;
+    error_window_.emplace_back(Clock::now(), std::pair{batch_.size(), dead});
+  }
+  batch_.clear();
+  batch_state_ = {};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retrying
+
+void ProjectorService::enter_retry(const std::string& reason) {
+  static thread_local std::mt19937 random(std::random_device{}());
+  const auto jittered =
+      backoff_ / 2 + std::chrono::milliseconds(std::uniform_int_distribution<std::int64_t>(0, backoff_.count() / 2)(random));
+  retries_.inc();
+  logger()->warn("transient failure, retrying in {} ms ({} record(s) held, partitions paused): {}", jittered.count(),
+                 batch_.size(), reason);
+  set_state("retrying", reason);
+  try {
+    consumer_->pause(consumer_->assignment());
+  } catch (const std::exception& error) {
+    logger()->warn("pausing the partitions failed: {}", error.what());
+  }
+  retry_at_ = Clock::now() + jittered;
+  backoff_ = std::min(backoff_ * 2, options_.retry_max_backoff);
+}
+
+void ProjectorService::wait_for_retry() {
+  // Polling keeps the group membership and serves rebalances; partitions assigned meanwhile are
+  // paused too, and what was already fetched waits in carry_ (bounded by the prefetch limit).
+  const auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(*retry_at_ - Clock::now());
+  auto message = consumer_->poll(std::clamp(remaining, 0ms, 100ms));
+  if (message && message->ok()) carry_.push_back(std::move(*message));
+  consumer_->pause(consumer_->assignment());
+}
+
+void ProjectorService::recover() {
+  ensure_connected();
+  std::vector<kafka::TopicPartition> unpositioned;
+  for (const auto& [partition, state] : partitions_)
+    if (!state.positioned) unpositioned.push_back(partition);
+  position(unpositioned, true);
+  consumer_->resume(consumer_->assignment());
+}
+
+void ProjectorService::advance_idle_offsets() {
+  if (retry_at_ || !batch_.empty() || !carry_.empty() || partitions_.empty() || !session_.connected()) return;
+  std::vector<kafka::TopicPartition> owned;
+  for (const auto& [partition, state] : partitions_)
+    if (state.positioned) owned.push_back(partition);
+  // Every record read so far is applied; a position beyond the stored offset only skipped control
+  // records (transaction markers). Storing it makes the stored lag 0 for status and lag tools.
+  std::vector<OffsetAdvance> advances;
+  for (const auto& position : consumer_->position(owned)) {
+    const kafka::TopicPartition partition{position.topic, position.partition};
+    const Partition& state = partitions_[partition];
+    if (position.offset < 0 || (state.stored && position.offset <= *state.stored) ||
+        (state.received && position.offset < *state.received)) {
+      continue;
+    }
+    advances.push_back({partition, state.stored, position.offset, std::nullopt, std::nullopt});
+  }
+  if (advances.empty()) return;
+  try {
+    pg::Transaction transaction(session_.connection());
+    for (const auto& advance : advances) transaction.exec(OffsetStore::advance_sql(), offsets_.advance_params(advance));
+    transaction.commit();
+  } catch (const pg::PgError& error) {
+    if (error.sqlstate() != kOffsetMovedSqlstate) throw;
+    std::set<kafka::TopicPartition> moved;
+    for (const auto& advance : advances) moved.insert(advance.partition);
+    reload_offsets(moved);
+    return;
+  }
+  for (const auto& advance : advances) {
+    partitions_[advance.partition].stored = advance.next_offset;
+    partitions_[advance.partition].received = advance.next_offset;
+    to_commit_[advance.partition] = advance.next_offset;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kafka commits, lag, status
+
+void ProjectorService::commit_to_kafka() {
+  if (to_commit_.empty() || !consumer_) return;
+  std::vector<kafka::TopicPartitionOffset> offsets;
+  for (const auto& [partition, next] : to_commit_) offsets.push_back({partition.topic, partition.partition, next});
+  to_commit_.clear();
+  try {
+    // Only for lag tools: the read database's syncline.offsets is what the projector resumes from.
+    consumer_->commit(offsets, kafka::CommitMode::async);
+  } catch (const std::exception& error) {
+    logger()->warn("committing offsets to Kafka failed (lag tools may show an old position): {}", error.what());
+  }
+}
+
+void ProjectorService::update_lag() {
+  std::int64_t total = 0;
+  nlohmann::json partitions = nlohmann::json::array();
+  for (const auto& [partition, state] : partitions_) {
+    const auto watermarks = consumer_->cached_watermarks(partition);
+    const auto position = state.stored ? state.stored : (watermarks ? std::optional(watermarks->low) : std::nullopt);
+    std::int64_t lag = 0;
+    if (watermarks && position) lag = std::max<std::int64_t>(0, watermarks->high - *position);
+    total += lag;
+    auto& gauge = lag_gauges_[partition];
+    if (gauge == nullptr) {
+      gauge = &registry_.gauge("syncline_pg_projector_partition_lag",
+                               "Records in the partition after the applied offset (end offset - stored offset).",
+                               {{"topic", partition.topic}, {"partition", std::to_string(partition.partition)}});
+    }
+    gauge->set(static_cast<double>(lag));
+    partitions.push_back({{"topic", partition.topic},
+                          {"partition", partition.partition},
+                          {"next_offset", state.stored ? nlohmann::json(*state.stored) : nlohmann::json(nullptr)},
+                          {"end_offset", watermarks ? nlohmann::json(watermarks->high) : nlohmann::json(nullptr)},
+                          {"lag", lag}});
+  }
+  nlohmann::json projections = nlohmann::json::array();
+  for (std::size_t p = 0; p < projections_.size(); ++p) {
+    projections.push_back({{"name", projections_[p]->name()},
+                           {"applied", projection_metrics_[p].applied->value()},
+                           {"skipped", projection_metrics_[p].skipped->value()},
+                           {"dead_lettered", projection_metrics_[p].dead_lettered->value()}});
+  }
+  std::lock_guard lock(status_mutex_);
+  // error_rate: the share of records dead-lettered over the last five minutes.
+  while (!error_window_.empty() && error_window_.front().first < Clock::now() - 5min) error_window_.pop_front();
+  std::uint64_t records = 0;
+  std::uint64_t errors = 0;
+  for (const auto& [when, counts] : error_window_) {
+    records += counts.first;
+    errors += counts.second;
+  }
+  status_["queue_size"] = total;
+  status_["error_rate"] = records == 0 ? 0.0 : static_cast<double>(errors) / static_cast<double>(records);
+  status_["sync_lag_seconds"] =
+      total == 0 || !last_applied_commit_ts_ ? 0.0 : std::max(0.0, seconds_since(*last_applied_commit_ts_));
+  status_["partitions"] = std::move(partitions);
+  status_["projections"] = std::move(projections);
+}
+
+void ProjectorService::set_state(const std::string& state, const std::string& error) {
+  std::lock_guard lock(status_mutex_);
+  status_["status"] = state;
+  ready_ = state == "ok";
+  if (error.empty()) {
+    status_.erase("last_error");
+  } else {
+    status_["last_error"] = truncated(error, 500);
+  }
+}
+
+http::Readiness ProjectorService::readiness() const {
+  std::lock_guard lock(status_mutex_);
+  if (ready_) return {true, "ok"};
+  return {false, status_.value("last_error", status_.value("status", "starting"))};
+}
+
+nlohmann::json ProjectorService::status() const {
+  std::lock_guard lock(status_mutex_);
+  nlohmann::json status = status_;
+  if (last_applied_commit_ts_) status["last_applied_age_seconds"] = seconds_since(*last_applied_commit_ts_);
+  return status;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The loop
+
+int ProjectorService::run() {
+  kafka::RebalanceHooks hooks;
+  hooks.on_assign = [this](const auto& partitions) { return on_assign(partitions); };
+  hooks.on_revoke = [this](const auto& partitions, bool lost) { on_revoke(partitions, lost); };
+  consumer_ = std::make_unique<kafka::Consumer>(consumer_properties(), hooks);
+  consumer_->subscribe(topics_);
+  logger()->info("group {} reading {} topic(s); dead letters to {}", options_.group_id, topics_.size(),
+                 options_.dead_letter_topic);
+  auto next_tick = Clock::now();
+  while (!shutdown::requested()) {
+    try {
+      if (retry_at_) {
+        if (Clock::now() < *retry_at_) {
+          wait_for_retry();
+          continue;
+        }
+        recover();
+        retry_at_.reset();
+      }
+      ensure_connected();  // also when no partition is assigned: an idle member is ready too
+      if (batch_.empty()) collect();
+      while (!batch_.empty() && apply_once() == Attempt::again) {
+      }
+      backoff_ = kInitialBackoff;
+      if (session_.connected()) set_state("ok");
+      if (Clock::now() >= next_tick) {
+        next_tick = Clock::now() + 1s;
+        advance_idle_offsets();
+        commit_to_kafka();
+        update_lag();
+      }
+    } catch (const ProjectionSetupError& error) {
+      logger()->critical("{}", error.what());
+      set_state("failed", error.what());
+      return kExitFatal;
+    } catch (const kafka::FatalKafkaError& error) {
+      logger()->critical("Kafka: {}", error.what());
+      return kExitFatal;
+    } catch (const pg::PgError& error) {
+      if (error.error_class() != pg::ErrorClass::permanent) session_.disconnect();
+      enter_retry(error.what());
+    } catch (const std::exception& error) {
+      enter_retry(error.what());
+    }
+  }
+  // SIGTERM: finish the batch in hand (unless it is waiting for a retry), then leave the group.
+  if (!retry_at_ && !batch_.empty()) {
+    try {
+      while (!batch_.empty() && apply_once() == Attempt::again) {
+      }
+    } catch (const std::exception& error) {
+      logger()->warn("the last batch was not applied ({}); the next owner starts at the stored offset",
+                     error.what());
+    }
+  }
+  commit_to_kafka();
+  try {
+    consumer_->close(10s);
+  } catch (const std::exception& error) {
+    logger()->warn("leaving the consumer group: {}", error.what());
+  }
+  logger()->info("stopped");
+  return kExitOk;
+}
+
+}  // namespace syncline::pg_projector
