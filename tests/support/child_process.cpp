@@ -96,4 +96,12 @@ std::string ChildProcess::log_tail(std::size_t lines) const {
   return text;
 }
 
+long peak_rss_kib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
 }  // namespace syncline::test

@@ -39,4 +39,7 @@ class ChildProcess {
   std::optional<int> exit_status_;
 };
 
+// Peak resident set of a running process, from the kernel's accounting (VmHWM), in KiB; -1 if unknown.
+long peak_rss_kib(pid_t pid);
+
 }  // namespace syncline::test

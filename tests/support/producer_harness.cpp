@@ -121,13 +121,7 @@ std::unique_ptr<ChildProcess> ProducerHarness::twin() const {
                                         fmt::format("/tmp/{}.twin.log", name_));
 }
 
-long ProducerHarness::peak_rss_kib() const {
-  std::ifstream status("/proc/" + std::to_string(process_->pid()) + "/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
-  }
-  return -1;
-}
+long ProducerHarness::peak_rss_kib() const { return test::peak_rss_kib(process_->pid()); }
 
 void ProducerHarness::kill() { (void)process_->stop(SIGKILL, std::chrono::seconds(10)); }
 
@@ -145,14 +139,25 @@ std::optional<int> ProducerHarness::stop() { return process_->stop(SIGTERM, std:
 
 std::vector<ConsumedRecord> ProducerHarness::read_committed(const std::vector<std::string>& topics,
                                                             std::size_t at_least, std::chrono::milliseconds deadline) {
-  std::vector<ConsumedRecord> records;
-  consume_committed(topics, at_least, deadline, [&](const ConsumedRecord& record) { records.push_back(record); });
-  return records;
+  return read_committed_records(topics, at_least, deadline);
 }
 
 std::size_t ProducerHarness::consume_committed(const std::vector<std::string>& topics, std::size_t at_least,
                                                std::chrono::milliseconds deadline,
                                                const std::function<void(const ConsumedRecord&)>& on_record) {
+  return consume_committed_records(topics, at_least, deadline, on_record);
+}
+
+std::vector<ConsumedRecord> read_committed_records(const std::vector<std::string>& topics, std::size_t at_least,
+                                                   std::chrono::milliseconds deadline) {
+  std::vector<ConsumedRecord> records;
+  consume_committed_records(topics, at_least, deadline, [&](const ConsumedRecord& record) { records.push_back(record); });
+  return records;
+}
+
+std::size_t consume_committed_records(const std::vector<std::string>& topics, std::size_t at_least,
+                                      std::chrono::milliseconds deadline,
+                                      const std::function<void(const ConsumedRecord&)>& on_record) {
   kafka::Properties properties{{"bootstrap.servers", stack_env().kafka_bootstrap},
                                {"group.id", unique_name("reader")},
                                {"enable.partition.eof", "false"}};

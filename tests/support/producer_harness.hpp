@@ -85,6 +85,14 @@ class ProducerHarness {
   std::unique_ptr<ChildProcess> process_;
 };
 
+// Everything committed in `topics` (all partitions), read with read_committed by a fresh reader,
+// waiting until at least `at_least` records arrived or `deadline` passed.
+std::vector<ConsumedRecord> read_committed_records(const std::vector<std::string>& topics, std::size_t at_least,
+                                                   std::chrono::milliseconds deadline);
+std::size_t consume_committed_records(const std::vector<std::string>& topics, std::size_t at_least,
+                                      std::chrono::milliseconds deadline,
+                                      const std::function<void(const ConsumedRecord&)>& on_record);
+
 // A free TCP port on 127.0.0.1 (bound and released: good enough for a test).
 int free_port();
 // HTTP GET on 127.0.0.1:port; the status code, or 0 when nothing answered.
