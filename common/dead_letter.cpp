@@ -13,6 +13,20 @@ DeadLetterPublisher::DeadLetterPublisher(const kafka::Properties& properties, st
   });
 }
 
+namespace {
+kafka::Properties producer_properties(const KafkaConfig& kafka) {
+  kafka::Properties properties;
+  for (const auto& [key, value] : kafka.properties)
+    if (!kafka::is_consumer_property(key)) properties[key] = value;
+  properties["bootstrap.servers"] = kafka.bootstrap_servers;
+  properties["client.id"] = kafka.client_id;
+  return properties;
+}
+}  // namespace
+
+DeadLetterPublisher::DeadLetterPublisher(const KafkaConfig& kafka, std::string topic, std::string component)
+    : DeadLetterPublisher(producer_properties(kafka), std::move(topic), std::move(component)) {}
+
 void DeadLetterPublisher::ensure_topic(std::chrono::milliseconds timeout) {
   if (topic_ready_) return;
   kafka::AdminClient admin(properties_);

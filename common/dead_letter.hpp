@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/config.hpp"
 #include "common/kafka.hpp"
 
 namespace syncline {
@@ -42,6 +43,8 @@ struct DeadLetter {
 class DeadLetterPublisher {
  public:
   DeadLetterPublisher(const kafka::Properties& properties, std::string topic, std::string component);
+  // From the shared kafka section: its properties without the consumer-only ones.
+  DeadLetterPublisher(const KafkaConfig& kafka, std::string topic, std::string component);
 
   // Creates the dead-letter topic when absent (one partition, kept forever); publish() calls it
   // once. Throws kafka::KafkaError (retriable ones while Kafka is unreachable).

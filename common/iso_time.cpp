@@ -1,6 +1,9 @@
 // ISO-8601 timestamp parsing (see iso_time.hpp).
 #include "common/iso_time.hpp"
 
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
 #include <charconv>
 
 namespace syncline {
@@ -58,6 +61,10 @@ std::optional<std::chrono::system_clock::time_point> parse_iso_utc(std::string_v
   if (at != text.size()) return std::nullopt;
   const auto local = sys_days(date) + hours(hour) + minutes(minute) + seconds(second) + fraction;
   return time_point_cast<system_clock::duration>(local - offset);
+}
+
+std::string format_iso_utc(std::chrono::system_clock::time_point time) {
+  return fmt::format("{:%Y-%m-%dT%H:%M:%S}Z", std::chrono::time_point_cast<std::chrono::milliseconds>(time));
 }
 
 }  // namespace syncline

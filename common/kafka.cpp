@@ -289,6 +289,15 @@ KafkaConfigError::KafkaConfigError(std::string property, const std::string& what
     : KafkaError(RD_KAFKA_RESP_ERR__INVALID_ARG, "Kafka property '" + property + "' " + what),
       property_(std::move(property)) {}
 
+bool is_consumer_property(std::string_view key) noexcept {
+  for (const std::string_view prefix : {"group.", "session.timeout", "heartbeat.", "auto.offset", "auto.commit",
+                                        "enable.auto", "isolation.", "max.poll", "max.partition", "partition.assignment",
+                                        "fetch.", "queued.", "enable.partition.eof", "check.crcs", "consume."}) {
+    if (key.starts_with(prefix)) return true;
+  }
+  return false;
+}
+
 ConfPtr make_config(const Properties& properties) {
   ConfPtr conf(rd_kafka_conf_new());
   for (const auto& [key, value] : properties) {

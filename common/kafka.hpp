@@ -102,6 +102,11 @@ using GroupMetadataPtr = std::unique_ptr<rd_kafka_consumer_group_metadata_t, Gro
 
 using Properties = std::map<std::string, std::string>;
 
+// Whether a librdkafka property only means something to a consumer (group.*, fetch.*, ...). A
+// binary passes the shared kafka.properties to its producers without them, so that a consumer
+// setting does not make every producer warn about it.
+bool is_consumer_property(std::string_view key) noexcept;
+
 // Builds a librdkafka configuration; throws KafkaConfigError naming the first bad property.
 ConfPtr make_config(const Properties& properties);
 

@@ -1,5 +1,4 @@
 // MirrorProjection: row changes -> mirror tables, in multi-row statements (see mirror_projection.hpp).
-#include "common/pg_types.hpp"
 #include "consumers/pg/mirror_projection.hpp"
 
 #include <fmt/format.h>
@@ -12,6 +11,8 @@
 #include <utility>
 
 #include "common/envelope.hpp"
+#include "common/pg_types.hpp"
+#include "common/topic_names.hpp"
 #include "common/logging.hpp"
 #include "common/lsn.hpp"
 
@@ -23,29 +24,9 @@ namespace {
 
 constexpr std::string_view kLsnColumn = "_syncline_lsn";
 constexpr std::string_view kSeqColumn = "_syncline_seq";
-constexpr std::size_t kMaxTopicNameLength = 249;  // Kafka's limit, as the producer cuts names
 constexpr int kDdlAttempts = 5;
 
 std::shared_ptr<spdlog::logger> logger() { return log::get("mirror"); }
-
-// The producer's topic naming (producer/topic_plan.cpp), which this library does not link:
-// characters Kafka rejects become '_', and the name is cut at Kafka's limit.
-std::string topic_component(std::string_view component) {
-  std::string out(component);
-  for (char& c : out) {
-    const bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                         c == '.' || c == '_' || c == '-';
-    if (!allowed) c = '_';
-  }
-  return out;
-}
-
-std::string row_change_topic(std::string_view prefix, const TableName& table) {
-  std::string name =
-      fmt::format("{}.{}.{}", prefix, topic_component(table.schema), topic_component(table.table));
-  if (name.size() > kMaxTopicNameLength) name.resize(kMaxTopicNameLength);
-  return name;
-}
 
 bool is_reserved_column(std::string_view name) { return name == kLsnColumn || name == kSeqColumn; }
 
@@ -393,7 +374,7 @@ MirrorProjection::MirrorProjection(const MirrorConfig& config, const std::string
       }
     }
     // Tables whose names sanitize alike share a topic; plan() tells them apart by event source.
-    std::string topic = row_change_topic(topic_prefix, table);
+    std::string topic = row_change_topic_name(topic_prefix, table.schema, table.table);
     if (topic_set_.insert(topic).second) topics_.push_back(std::move(topic));
   }
 }

@@ -28,15 +28,6 @@ constexpr std::size_t kNoProjection = static_cast<std::size_t>(-1);
 
 std::shared_ptr<spdlog::logger> logger() { return log::get("pg-projector"); }
 
-std::string iso_now() {
-  const auto now = std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
-  return fmt::format("{:%Y-%m-%dT%H:%M:%S}Z", now);
-}
-
-double seconds_since(std::chrono::system_clock::time_point then) {
-  return std::chrono::duration<double>(std::chrono::system_clock::now() - then).count();
-}
-
 std::string truncated(std::string text, std::size_t limit = 2000) {
   if (text.size() > limit) text = text.substr(0, limit) + "...";
   return text;
@@ -47,15 +38,6 @@ const nlohmann::json* source_field(const nlohmann::json& value, const char* name
   if (source == value.end() || !source->is_object()) return nullptr;
   const auto field = source->find(name);
   return field != source->end() && field->is_string() ? &*field : nullptr;
-}
-
-bool is_consumer_only_property(std::string_view key) {
-  for (const std::string_view prefix : {"group.", "session.timeout", "heartbeat.", "auto.offset", "auto.commit",
-                                        "enable.auto", "isolation.", "max.poll", "partition.assignment", "fetch.",
-                                        "queued.", "enable.partition.eof", "check.crcs"}) {
-    if (key.starts_with(prefix)) return true;
-  }
-  return false;
 }
 
 }  // namespace
@@ -82,6 +64,7 @@ ProjectorService::ProjectorService(const Config& config, metrics::Registry& regi
           "syncline_pg_projector_commit_to_applied_seconds",
           "From the write database's commit (source.commit_ts) to the read database's commit.",
           metrics::default_latency_buckets())),
+      status_(config.pg_projector.group_id, registry, "syncline_pg_projector"),
       last_commit_ts_(registry.gauge("syncline_pg_projector_last_applied_commit_timestamp_seconds",
                                      "source.commit_ts of the newest applied event, as a Unix time.")) {
   std::set<std::string> topics;
@@ -99,16 +82,7 @@ ProjectorService::ProjectorService(const Config& config, metrics::Registry& regi
   topics_.assign(topics.begin(), topics.end());
   if (topics_.empty()) throw ProjectionSetupError("pg_projector: no mirror tables and no projections configured");
 
-  kafka::Properties producer_properties;
-  for (const auto& [key, value] : config.kafka.properties) {
-    // Consumer settings in the shared kafka.properties only make the dead-letter producer warn.
-    if (!is_consumer_only_property(key)) producer_properties[key] = value;
-  }
-  producer_properties["bootstrap.servers"] = config.kafka.bootstrap_servers;
-  producer_properties["client.id"] = config.kafka.client_id;
-  dead_letters_ = std::make_unique<DeadLetterPublisher>(producer_properties, options_.dead_letter_topic,
-                                                        "pg-projector");
-  status_ = {{"status", "starting"}, {"group", options_.group_id}};
+  dead_letters_ = std::make_unique<DeadLetterPublisher>(config.kafka, options_.dead_letter_topic, "pg-projector");
 }
 
 ProjectorService::~ProjectorService() = default;
@@ -172,7 +146,7 @@ void ProjectorService::on_revoke(const std::vector<kafka::TopicPartition>& parti
   for (const auto& partition : partitions) {
     partitions_.erase(partition);
     to_commit_.erase(partition);
-    if (const auto it = lag_gauges_.find(partition); it != lag_gauges_.end()) it->second->set(0);
+    status_.forget_partition(partition);
   }
 }
 
@@ -526,34 +500,24 @@ void ProjectorService::finish_batch(const std::map<kafka::TopicPartition, std::i
     projection_metrics_[p].applied->inc(static_cast<double>(applied[p]));
     projection_metrics_[p].skipped->inc(static_cast<double>(skipped_total[p]));
   }
-  std::optional<std::string> newest_lsn;
-  std::optional<std::string> newest_ts;
   for (const auto& record : batch_) {
     if (!record.value) continue;
     if (const auto* ts = source_field(*record.value, "commit_ts")) {
       if (const auto commit_time = parse_iso_utc(ts->get_ref<const std::string&>())) {
         commit_to_applied_.observe(std::max(0.0, std::chrono::duration<double>(now - *commit_time).count()));
-        if (!last_applied_commit_ts_ || *commit_time > *last_applied_commit_ts_) {
-          last_applied_commit_ts_ = *commit_time;
-          newest_ts = ts->get<std::string>();
-          if (const auto* lsn = source_field(*record.value, "commit_lsn")) newest_lsn = lsn->get<std::string>();
+        const auto newest = status_.newest_applied_commit();
+        if (!newest || *commit_time > *newest) {
+          status_.record_applied_commit(*commit_time);
+          status_.set("last_applied_commit_ts", ts->get<std::string>());
+          if (const auto* lsn = source_field(*record.value, "commit_lsn")) status_.set("last_applied_commit_lsn", *lsn);
+          last_commit_ts_.set(std::chrono::duration<double>(commit_time->time_since_epoch()).count());
         }
       }
     }
   }
-  if (last_applied_commit_ts_) {
-    last_commit_ts_.set(std::chrono::duration<double>(last_applied_commit_ts_->time_since_epoch()).count());
-  }
   batch_events_.observe(static_cast<double>(batch_.size()));
   apply_seconds_.observe(std::chrono::duration<double>(Clock::now() - started).count());
-  const std::uint64_t dead = batch_state_.dead.size();
-  {
-    std::lock_guard lock(status_mutex_);
-    status_["last_sync"] = iso_now();
-    if (newest_lsn) status_["last_applied_commit_lsn"] = *newest_lsn;
-    if (newest_ts) status_["last_applied_commit_ts"] = *newest_ts;
-    error_window_.emplace_back(Clock::now(), std::pair{batch_.size(), dead});
-  }
+  status_.record_batch(batch_.size(), batch_state_.dead.size());
   batch_.clear();
   batch_state_ = {};
 }
@@ -585,6 +549,11 @@ void ProjectorService::wait_for_retry() {
   auto message = consumer_->poll(std::clamp(remaining, 0ms, 100ms));
   if (message && message->ok()) carry_.push_back(std::move(*message));
   consumer_->pause(consumer_->assignment());
+  // /status keeps telling the truth while waiting (the backlog grows).
+  if (Clock::now() >= next_status_) {
+    next_status_ = Clock::now() + 1s;
+    update_lag();
+  }
 }
 
 void ProjectorService::recover() {
@@ -649,27 +618,14 @@ void ProjectorService::commit_to_kafka() {
 }
 
 void ProjectorService::update_lag() {
-  std::int64_t total = 0;
-  nlohmann::json partitions = nlohmann::json::array();
+  std::vector<PartitionProgress> progress;
   for (const auto& [partition, state] : partitions_) {
     const auto watermarks = consumer_->cached_watermarks(partition);
-    const auto position = state.stored ? state.stored : (watermarks ? std::optional(watermarks->low) : std::nullopt);
-    std::int64_t lag = 0;
-    if (watermarks && position) lag = std::max<std::int64_t>(0, watermarks->high - *position);
-    total += lag;
-    auto& gauge = lag_gauges_[partition];
-    if (gauge == nullptr) {
-      gauge = &registry_.gauge("syncline_pg_projector_partition_lag",
-                               "Records in the partition after the applied offset (end offset - stored offset).",
-                               {{"topic", partition.topic}, {"partition", std::to_string(partition.partition)}});
-    }
-    gauge->set(static_cast<double>(lag));
-    partitions.push_back({{"topic", partition.topic},
-                          {"partition", partition.partition},
-                          {"next_offset", state.stored ? nlohmann::json(*state.stored) : nlohmann::json(nullptr)},
-                          {"end_offset", watermarks ? nlohmann::json(watermarks->high) : nlohmann::json(nullptr)},
-                          {"lag", lag}});
+    // Nothing stored yet: the projector starts at the beginning of what the partition holds.
+    const auto next = state.stored ? state.stored : (watermarks ? std::optional(watermarks->low) : std::nullopt);
+    progress.push_back({partition, next, watermarks});
   }
+  status_.update_partitions(progress);
   nlohmann::json projections = nlohmann::json::array();
   for (std::size_t p = 0; p < projections_.size(); ++p) {
     projections.push_back({{"name", projections_[p]->name()},
@@ -677,46 +633,16 @@ void ProjectorService::update_lag() {
                            {"skipped", projection_metrics_[p].skipped->value()},
                            {"dead_lettered", projection_metrics_[p].dead_lettered->value()}});
   }
-  std::lock_guard lock(status_mutex_);
-  // error_rate: the share of records dead-lettered over the last five minutes.
-  while (!error_window_.empty() && error_window_.front().first < Clock::now() - 5min) error_window_.pop_front();
-  std::uint64_t records = 0;
-  std::uint64_t errors = 0;
-  for (const auto& [when, counts] : error_window_) {
-    records += counts.first;
-    errors += counts.second;
-  }
-  status_["queue_size"] = total;
-  status_["error_rate"] = records == 0 ? 0.0 : static_cast<double>(errors) / static_cast<double>(records);
-  status_["sync_lag_seconds"] =
-      total == 0 || !last_applied_commit_ts_ ? 0.0 : std::max(0.0, seconds_since(*last_applied_commit_ts_));
-  status_["partitions"] = std::move(partitions);
-  status_["projections"] = std::move(projections);
+  status_.set("projections", std::move(projections));
 }
 
 void ProjectorService::set_state(const std::string& state, const std::string& error) {
-  std::lock_guard lock(status_mutex_);
-  status_["status"] = state;
-  ready_ = state == "ok";
-  if (error.empty()) {
-    status_.erase("last_error");
-  } else {
-    status_["last_error"] = truncated(error, 500);
-  }
+  status_.set_state(state, truncated(error, 500));
 }
 
-http::Readiness ProjectorService::readiness() const {
-  std::lock_guard lock(status_mutex_);
-  if (ready_) return {true, "ok"};
-  return {false, status_.value("last_error", status_.value("status", "starting"))};
-}
+http::Readiness ProjectorService::readiness() const { return status_.readiness(); }
 
-nlohmann::json ProjectorService::status() const {
-  std::lock_guard lock(status_mutex_);
-  nlohmann::json status = status_;
-  if (last_applied_commit_ts_) status["last_applied_age_seconds"] = seconds_since(*last_applied_commit_ts_);
-  return status;
-}
+nlohmann::json ProjectorService::status() const { return status_.snapshot(); }
 
 // ---------------------------------------------------------------------------------------------
 // The loop
@@ -729,7 +655,6 @@ int ProjectorService::run() {
   consumer_->subscribe(topics_);
   logger()->info("group {} reading {} topic(s); dead letters to {}", options_.group_id, topics_.size(),
                  options_.dead_letter_topic);
-  auto next_tick = Clock::now();
   while (!shutdown::requested()) {
     try {
       if (retry_at_) {
@@ -746,8 +671,8 @@ int ProjectorService::run() {
       }
       backoff_ = kInitialBackoff;
       if (session_.connected()) set_state("ok");
-      if (Clock::now() >= next_tick) {
-        next_tick = Clock::now() + 1s;
+      if (Clock::now() >= next_status_) {
+        next_status_ = Clock::now() + 1s;
         advance_idle_offsets();
         commit_to_kafka();
         update_lag();

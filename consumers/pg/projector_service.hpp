@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/config.hpp"
+#include "common/consumer_status.hpp"
 #include "common/dead_letter.hpp"
 #include "common/http_server.hpp"
 #include "common/kafka.hpp"
@@ -119,6 +120,7 @@ class ProjectorService {
 
   std::optional<std::chrono::steady_clock::time_point> retry_at_;
   std::chrono::milliseconds backoff_;
+  std::chrono::steady_clock::time_point next_status_{};  // next refresh of lag and /status
   std::uint64_t attempts_ = 0;
 
   // Metrics, looked up once.
@@ -133,15 +135,9 @@ class ProjectorService {
   metrics::Histogram& batch_events_;
   metrics::Histogram& apply_seconds_;
   metrics::Histogram& commit_to_applied_;
+  ConsumerStatus status_;
   metrics::Gauge& last_commit_ts_;
-  std::map<kafka::TopicPartition, metrics::Gauge*> lag_gauges_;
 
-  mutable std::mutex status_mutex_;
-  nlohmann::json status_;
-  bool ready_ = false;
-  std::optional<std::chrono::system_clock::time_point> last_applied_commit_ts_;
-  std::deque<std::pair<std::chrono::steady_clock::time_point, std::pair<std::uint64_t, std::uint64_t>>>
-      error_window_;  // (when, (events, errors)) of recent batches, for error_rate
 
   // Last: destroyed first, while the members its hooks use still exist.
   std::unique_ptr<DeadLetterPublisher> dead_letters_;

@@ -68,7 +68,7 @@ TEST(PgProjectorDeadLetters, poison_events_are_dead_lettered_with_the_reason_and
   ASSERT_EQ(counters.rows(), 1);
   EXPECT_EQ(counters.value(0, 0), "a");
   EXPECT_EQ(counters.value(0, 1), "2");
-  ASSERT_TRUE(poll_until([&] { return harness.status().value("queue_size", -1) == 0; }, 60s, "queue_size 0"));
+  ASSERT_TRUE(poll_until([&] { return harness.caught_up(); }, 60s, "queue_size 0"));
   const auto status = harness.status();
   const auto& projection = status["projections"][0];
   EXPECT_EQ(projection["applied"], 2);

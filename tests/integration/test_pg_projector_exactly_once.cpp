@@ -28,7 +28,7 @@ CounterWorkload::Check drained_check(PgProjectorHarness& harness, CounterWorkloa
                          "every event applied"))
       << "applied " << workload.applied_sum(harness.read_db()) << " of " << workload.total() << "\n"
       << harness.process().log_tail();
-  EXPECT_TRUE(poll_until([&] { return harness.status().value("queue_size", -1) == 0; }, 60s, "queue_size 0"));
+  EXPECT_TRUE(poll_until([&] { return harness.caught_up(); }, 60s, "queue_size 0"));
   return workload.check(harness.read_db());
 }
 

@@ -14,8 +14,9 @@
 namespace syncline::test {
 
 PgProjectorHarness::PgProjectorHarness(std::string_view name, std::string topic_prefix, std::string projector_yaml,
-                                       std::string kafka_properties_yaml)
-    : name_(unique_name(name)),
+                                       std::string kafka_properties_yaml, ProjectorKind kind)
+    : kind_(kind),
+      name_(unique_name(name)),
       prefix_(std::move(topic_prefix)),
       projector_yaml_(std::move(projector_yaml)),
       kafka_properties_yaml_(std::move(kafka_properties_yaml)),
@@ -26,8 +27,7 @@ PgProjectorHarness::PgProjectorHarness(std::string_view name, std::string topic_
   }
   read_db_ = std::make_unique<pg::PgConnection>(stack_env().read_pg_dsn);
   config_path_ = write_config("", http_port_);
-  process_ = std::make_unique<ChildProcess>(SYNCLINE_PG_PROJECTOR_BIN,
-                                            std::vector<std::string>{"--config", config_path_},
+  process_ = std::make_unique<ChildProcess>(binary(), std::vector<std::string>{"--config", config_path_},
                                             fmt::format("/tmp/{}.log", name_));
 }
 
@@ -52,8 +52,18 @@ PgProjectorHarness::~PgProjectorHarness() {
   std::remove(config_path_.c_str());
 }
 
+const char* PgProjectorHarness::binary() const {
+#ifdef SYNCLINE_ES_PROJECTOR_BIN
+  if (kind_ == ProjectorKind::es) return SYNCLINE_ES_PROJECTOR_BIN;
+#endif
+  return SYNCLINE_PG_PROJECTOR_BIN;
+}
+
 std::string PgProjectorHarness::write_config(std::string_view suffix, int http_port) const {
   const auto& env = stack_env();
+  const std::string target = kind_ == ProjectorKind::pg ? fmt::format("read_db:\n  dsn: {}\n", env.read_pg_dsn)
+                                                        : fmt::format("search:\n  url: {}\n", env.search_url);
+  const char* section = kind_ == ProjectorKind::pg ? "pg_projector" : "es_projector";
   const auto path = fmt::format("/tmp/{}{}.yaml", name_, suffix);
   std::ofstream config(path);
   config << fmt::format(
@@ -61,8 +71,8 @@ std::string PgProjectorHarness::write_config(std::string_view suffix, int http_p
       // Static membership: a restarted instance takes its partitions back at once instead of
       // waiting for the killed one's session to time out.
       "    group.instance.id: {}{}\n    session.timeout.ms: 6000\n    heartbeat.interval.ms: 500\n{}"
-      "read_db:\n  dsn: {}\npg_projector:\n  http:\n    port: {}\n  group_id: {}\n  retry_max_backoff_ms: 1000\n{}",
-      env.kafka_bootstrap, prefix_, name_, suffix, kafka_properties_yaml_, env.read_pg_dsn, http_port, name_,
+      "{}{}:\n  http:\n    port: {}\n  group_id: {}\n  retry_max_backoff_ms: 1000\n{}",
+      env.kafka_bootstrap, prefix_, name_, suffix, kafka_properties_yaml_, target, section, http_port, name_,
       projector_yaml_);
   return path;
 }
@@ -71,7 +81,7 @@ std::unique_ptr<ChildProcess> PgProjectorHarness::instance(std::string_view suff
   const int port = free_port();
   if (http_port != nullptr) *http_port = port;
   const auto path = write_config(fmt::format(".{}", suffix), port);
-  return std::make_unique<ChildProcess>(SYNCLINE_PG_PROJECTOR_BIN, std::vector<std::string>{"--config", path},
+  return std::make_unique<ChildProcess>(binary(), std::vector<std::string>{"--config", path},
                                         fmt::format("/tmp/{}.{}.log", name_, suffix));
 }
 
@@ -82,9 +92,9 @@ std::optional<int> PgProjectorHarness::stop() { return process_->stop(SIGTERM, s
 ::testing::AssertionResult PgProjectorHarness::wait_ready(std::chrono::milliseconds deadline, int port) {
   if (port == 0) port = http_port_;
   auto result = poll_until([&] { return !process_->running() || http_get_status(port, "/readyz") == 200; },
-                           deadline, "the pg-projector to be ready (/readyz 200)");
+                           deadline, "the projector to be ready (/readyz 200)");
   if (port == http_port_ && !process_->running()) {
-    return ::testing::AssertionFailure() << "the pg-projector exited; its log:\n" << process_->log_tail();
+    return ::testing::AssertionFailure() << "the projector exited; its log:\n" << process_->log_tail();
   }
   if (!result) return result << "\nits log:\n" << process_->log_tail();
   return result;
@@ -101,6 +111,12 @@ nlohmann::json PgProjectorHarness::status(int port) const {
   } catch (const std::exception&) {
     return nullptr;
   }
+}
+
+bool PgProjectorHarness::caught_up(int port) const {
+  const auto current = status(port);
+  return current.is_object() && current.contains("queue_size") && current["queue_size"].is_number() &&
+         current["queue_size"].get<std::int64_t>() == 0;
 }
 
 long PgProjectorHarness::peak_rss_kib() const { return test::peak_rss_kib(process_->pid()); }
@@ -159,6 +175,35 @@ nlohmann::json domain_event(const std::string& id, const std::string& type, cons
             {"txid", 1},
             {"commit_ts", "2026-11-22T10:00:00.000Z"},
             {"snapshot", false}}}};
+}
+
+nlohmann::json row_change(const std::string& table, char op, nlohmann::json after, std::uint64_t commit_lsn,
+                          std::uint64_t seq, std::vector<std::string> unchanged_toast) {
+  auto event = domain_event(Lsn(commit_lsn).to_string() + ":" + std::to_string(seq),
+                            fmt::format("public.{}.{}", table, op), "public." + table, "", nullptr, commit_lsn, seq);
+  event["op"] = std::string(1, op);
+  event["source"]["table"] = table;
+  if (op == 'd') {
+    event["before"] = std::move(after);
+  } else if (op != 't') {
+    event["after"] = std::move(after);
+  }
+  if (!unchanged_toast.empty()) event["source"]["unchanged_toast"] = unchanged_toast;
+  return event;
+}
+
+std::int64_t committed_offsets(const std::string& group, const std::string& topic) {
+  kafka::AdminClient admin({{"bootstrap.servers", stack_env().kafka_bootstrap}});
+  const auto info = admin.describe_topic(topic, std::chrono::seconds(10));
+  if (!info) return 0;
+  std::vector<kafka::TopicPartition> partitions;
+  for (const auto& partition : info->partitions) partitions.push_back({topic, partition.id});
+  kafka::Consumer reader({{"bootstrap.servers", stack_env().kafka_bootstrap}, {"group.id", group}});
+  std::int64_t sum = 0;
+  for (const auto& offset : reader.committed(partitions, std::chrono::seconds(10)))
+    if (offset.offset > 0) sum += offset.offset;
+  reader.close();
+  return sum;
 }
 
 }  // namespace syncline::test

@@ -1,4 +1,4 @@
-// PgProjectorHarness: a syncline-pg-projector run by a test (its own consumer group, config and
+// PgProjectorHarness: a syncline-pg-projector (or syncline-es-projector) run by a test (its own consumer group, config and
 // HTTP port, the binary as a child process), plus EventPublisher, which writes envelopes straight
 // into Kafka in transactions, as the producer would.
 #pragma once
@@ -18,6 +18,9 @@
 
 namespace syncline::test {
 
+// Which projector binary a harness runs.
+enum class ProjectorKind { pg, es };
+
 // Owned by one test. The destructor kills its processes, deletes the group's stored offsets
 // and the topics under its prefix (when it owns the prefix).
 class PgProjectorHarness {
@@ -25,8 +28,10 @@ class PgProjectorHarness {
   // `topic_prefix`: the prefix of the topics to read (a ProducerHarness's prefix, or empty for
   // one of its own, which it then deletes at the end). `projector_yaml`: keys of the
   // `pg_projector:` section, each line indented by 2 spaces.
+  // `kind` es: the syncline-es-projector binary, `projector_yaml` then being the keys of the
+  // `es_projector:` section.
   PgProjectorHarness(std::string_view name, std::string topic_prefix, std::string projector_yaml,
-                     std::string kafka_properties_yaml = {});
+                     std::string kafka_properties_yaml = {}, ProjectorKind kind = ProjectorKind::pg);
   ~PgProjectorHarness();
   PgProjectorHarness(const PgProjectorHarness&) = delete;
   PgProjectorHarness& operator=(const PgProjectorHarness&) = delete;
@@ -34,7 +39,9 @@ class PgProjectorHarness {
   const std::string& name() const { return name_; }    // also the consumer group
   const std::string& prefix() const { return prefix_; }  // topic prefix
   std::string event_topic(std::string_view aggregate_type) const { return prefix_ + ".events." + std::string(aggregate_type); }
-  std::string dead_letter_topic() const { return prefix_ + ".dlq.pg-projector"; }
+  std::string dead_letter_topic() const {
+    return prefix_ + (kind_ == ProjectorKind::pg ? ".dlq.pg-projector" : ".dlq.es-projector");
+  }
   const std::string& config_path() const { return config_path_; }
 
   pg::PgConnection& read_db() { return *read_db_; }
@@ -53,6 +60,8 @@ class PgProjectorHarness {
   // /status as JSON (null when nothing answered).
   nlohmann::json status(int port = 0) const;
   long peak_rss_kib() const;
+  // /status reports a known backlog of 0 (every assigned partition applied to its end).
+  bool caught_up(int port = 0) const;
 
   // The next offsets syncline.offsets holds for this group, summed over partitions of `topic`.
   std::int64_t stored_offsets(const std::string& topic);
@@ -60,6 +69,9 @@ class PgProjectorHarness {
  private:
   std::string write_config(std::string_view suffix, int http_port) const;
 
+  const char* binary() const;
+
+  ProjectorKind kind_;
   std::string name_;
   std::string prefix_;
   bool owns_prefix_ = false;
@@ -93,5 +105,13 @@ class EventPublisher {
 nlohmann::json domain_event(const std::string& id, const std::string& type, const std::string& aggregate_type,
                             const std::string& aggregate_id, nlohmann::json payload, std::uint64_t commit_lsn,
                             std::uint64_t seq);
+
+// A row-change envelope of table public.<table> as the producer writes it (`before` null, the
+// row in `after`; `unchanged_toast` lists columns left out of `after`).
+nlohmann::json row_change(const std::string& table, char op, nlohmann::json after, std::uint64_t commit_lsn,
+                          std::uint64_t seq, std::vector<std::string> unchanged_toast = {});
+
+// The next offsets committed to Kafka by `group`, summed over the partitions of `topic`.
+std::int64_t committed_offsets(const std::string& group, const std::string& topic);
 
 }  // namespace syncline::test

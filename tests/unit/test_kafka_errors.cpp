@@ -121,6 +121,18 @@ TEST(KafkaConfig, ConsumerRequiresGroupId) {
   }
 }
 
+TEST(KafkaConfig, ConsumerOnlyPropertiesAreRecognisedSoProducersCanLeaveThemOut) {
+  for (const char* key : {"group.instance.id", "session.timeout.ms", "heartbeat.interval.ms", "auto.offset.reset",
+                          "isolation.level", "max.poll.interval.ms", "max.partition.fetch.bytes",
+                          "fetch.message.max.bytes", "queued.max.messages.kbytes", "enable.auto.commit"}) {
+    EXPECT_TRUE(is_consumer_property(key)) << key;
+  }
+  for (const char* key : {"bootstrap.servers", "security.protocol", "sasl.username", "linger.ms", "client.id",
+                          "socket.keepalive.enable", "compression.type"}) {
+    EXPECT_FALSE(is_consumer_property(key)) << key;
+  }
+}
+
 TEST(KafkaProducer, ProduceToUnreachableBrokerIsQueuedAndFlushReturnsAtDeadline) {
   // Nothing listens on port 1: the message stays in flight and flush gives up at its deadline.
   Producer producer({{"bootstrap.servers", "127.0.0.1:1"}, {"message.timeout.ms", "60000"}});
