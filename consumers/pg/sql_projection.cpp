@@ -1,6 +1,5 @@
 // Declarative SQL projections: the :json.path compiler, and binding envelope values as text
 // parameters typed by what PostgreSQL inferred for each statement.
-#include "common/pg_types.hpp"
 #include "consumers/pg/sql_projection.hpp"
 
 #include <algorithm>
@@ -12,6 +11,9 @@
 #include <stdexcept>
 #include <system_error>
 #include <utility>
+
+#include "common/json_path.hpp"
+#include "common/pg_types.hpp"
 
 namespace syncline::pg_projector {
 namespace {
@@ -30,29 +32,6 @@ bool is_path_char(char c) { return is_path_start(c) || is_digit(c); }
 // token ("a[i:j]", "name$1"), so they start neither a parameter nor a dollar quote.
 bool continues_sql_token(char c) {
   return is_path_char(c) || c == '$' || static_cast<unsigned char>(c) >= 0x80;
-}
-
-// The first path step must be an envelope field, and a source step a source field
-// (schemas/envelope.schema.json allows no others): a typo then fails start-up, not every event.
-constexpr std::array<std::string_view, 11> kEnvelopeFields = {
-    "id", "type",   "aggregate_type", "aggregate_id", "occurred_at", "payload",
-    "op", "before", "after",          "source",       "headers"};
-constexpr std::array<std::string_view, 10> kSourceFields = {
-    "db", "schema", "table", "lsn", "commit_lsn", "seq", "txid", "commit_ts", "snapshot", "unchanged_toast"};
-
-template <std::size_t N>
-bool contains(const std::array<std::string_view, N>& names, std::string_view name) {
-  return std::find(names.begin(), names.end(), name) != names.end();
-}
-
-template <std::size_t N>
-std::string join(const std::array<std::string_view, N>& names) {
-  std::string out;
-  for (const auto name : names) {
-    if (!out.empty()) out += ", ";
-    out += name;
-  }
-  return out;
 }
 
 class NamedParameterCompiler {
@@ -185,57 +164,30 @@ class NamedParameterCompiler {
 
   void compile_parameter() {
     const std::size_t start = pos_;
-    std::size_t i = pos_ + 1;
+    const std::string_view written = sql_.substr(start + 1, json_path_length(sql_.substr(start + 1)));
     SqlParameter parameter;
-    const auto read_name = [&] {
-      const std::size_t begin = i;
-      while (is_path_char(at(i))) ++i;
-      return sql_.substr(begin, i - begin);
-    };
-    parameter.steps.push_back({std::string(read_name()), 0, false});
-    while (at(i) == '.' && (is_path_start(at(i + 1)) || is_digit(at(i + 1)))) {
-      ++i;
-      if (is_path_start(at(i))) {
-        parameter.steps.push_back({std::string(read_name()), 0, false});
-        continue;
-      }
-      const std::size_t begin = i;
-      while (is_digit(at(i))) ++i;
-      if (is_path_char(at(i))) fail(begin, "a path step is an identifier or digits, not both");
-      JsonPathStep step{std::string(sql_.substr(begin, i - begin)), 0, true};
-      const auto [end, error] = std::from_chars(sql_.data() + begin, sql_.data() + i, step.index);
-      if (error != std::errc() || end != sql_.data() + i) fail(begin, "array index too large");
-      parameter.steps.push_back(std::move(step));
+    try {
+      parameter = parse_json_path(written);
+    } catch (const std::invalid_argument& error) {
+      fail(start, error.what());
     }
-    parameter.path = std::string(sql_.substr(start + 1, i - start - 1));
-    if (at(i) == '?') {
-      parameter.optional = true;
-      ++i;
+    try {
+      // A typo in a path would otherwise reject every event: it fails start-up instead.
+      check_envelope_path(parameter);
+    } catch (const std::invalid_argument& error) {
+      fail(start, "parameter :" + parameter.text + ": " + error.what());
     }
-    check_envelope_fields(parameter, start);
 
     std::size_t number = 0;
-    while (number < out_.parameters.size() && out_.parameters[number].path != parameter.path) ++number;
+    while (number < out_.parameters.size() && out_.parameters[number].text != parameter.text) ++number;
     if (number == out_.parameters.size()) {
       out_.parameters.push_back(std::move(parameter));
     } else if (out_.parameters[number].optional != parameter.optional) {
-      fail(start, "parameter :" + parameter.path + " is written both with and without '?'");
+      fail(start, "parameter :" + parameter.text + " is written both with and without '?'");
     }
     out_.sql += '$';
     out_.sql += std::to_string(number + 1);
-    pos_ = i;
-  }
-
-  void check_envelope_fields(const SqlParameter& parameter, std::size_t offset) const {
-    const std::string& field = parameter.steps.front().key;
-    if (!contains(kEnvelopeFields, field)) {
-      fail(offset, "parameter :" + parameter.path + ": the envelope has no field '" + field + "' (it has " +
-                       join(kEnvelopeFields) + ")");
-    }
-    if (field == "source" && parameter.steps.size() > 1 && !contains(kSourceFields, parameter.steps[1].key)) {
-      fail(offset, "parameter :" + parameter.path + ": the envelope's source has no field '" +
-                       parameter.steps[1].key + "' (it has " + join(kSourceFields) + ")");
-    }
+    pos_ = start + 1 + written.size();
   }
 
   std::string_view sql_;
@@ -245,23 +197,6 @@ class NamedParameterCompiler {
 
 // ---------------------------------------------------------------------------------------------
 // Binding
-
-// The value at `steps` in `root`, or nullptr when any step is absent.
-const json* resolve(const json& root, const std::vector<JsonPathStep>& steps) {
-  const json* value = &root;
-  for (const JsonPathStep& step : steps) {
-    if (value->is_object()) {
-      const auto found = value->find(step.key);
-      if (found == value->end()) return nullptr;
-      value = &*found;
-    } else if (step.is_index && value->is_array() && step.index < value->size()) {
-      value = &(*value)[step.index];
-    } else {
-      return nullptr;
-    }
-  }
-  return value;
-}
 
 // Names for reasons, and for array types the element type whose rules apply to each element.
 struct KnownType {
@@ -711,17 +646,17 @@ void SqlProjection::plan(std::span<const Event* const> events,
       out.params.reserve(parameters.size());
       for (std::size_t p = 0; p < parameters.size() && !rejection; ++p) {
         const SqlParameter& parameter = parameters[p];
-        const json* value = resolve(*event->value, parameter.steps);
+        const json* value = resolve(*event->value, parameter);
         if (value == nullptr) {
           if (parameter.optional) {
             out.params.emplace_back(std::nullopt);
           } else {
-            rejection = entry.reason_prefix + "missing JSON path " + parameter.path;
+            rejection = entry.reason_prefix + "missing JSON path " + parameter.text;
           }
           continue;
         }
         if (auto error = to_param(*value, types[p], out.params.emplace_back())) {
-          rejection = entry.reason_prefix + "parameter :" + parameter.path + " " + *error;
+          rejection = entry.reason_prefix + "parameter :" + parameter.text + " " + *error;
         }
       }
       if (rejection) break;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/config.hpp"
+#include "common/json_path.hpp"
 #include "common/pg_types.hpp"
 #include "consumers/pg/projection.hpp"
 
@@ -21,20 +22,10 @@ namespace syncline::pg_projector {
 
 namespace sql_param_oid = pg::type_oid;
 
-// One step of a parameter's path into the envelope. A digits step indexes an array (or names an
-// object key made of digits); it is parsed once here so that binding does no string work.
-struct JsonPathStep {
-  std::string key;
-  std::size_t index = 0;
-  bool is_index = false;
-};
-
-// The parameter bound to $n, n = its position in CompiledSql::parameters plus one.
-struct SqlParameter {
-  std::string path;  // as written, without ':' and '?': "payload.items.0.id"
-  std::vector<JsonPathStep> steps;
-  bool optional = false;  // written with a trailing '?': an absent path binds NULL
-};
+// The parameter bound to $n, n = its position in CompiledSql::parameters plus one: its path into
+// the envelope, as written without ':' and '?' ("payload.items.0.id"); an optional one (written
+// with a trailing '?') binds NULL when the path is absent.
+using SqlParameter = JsonPath;
 
 struct CompiledSql {
   std::string sql;  // the statement with $1..$n in place of the named parameters

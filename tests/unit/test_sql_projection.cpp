@@ -163,7 +163,7 @@ std::string mismatch_reason(const json& value, Oid type) {
 
 std::vector<std::string> paths_of(const CompiledSql& compiled) {
   std::vector<std::string> paths;
-  for (const auto& parameter : compiled.parameters) paths.push_back(parameter.path);
+  for (const auto& parameter : compiled.parameters) paths.push_back(parameter.text);
   return paths;
 }
 
@@ -258,7 +258,7 @@ TEST(SqlNamedParameters, marks_a_trailing_question_mark_as_optional_and_leaves_i
       compile_named_parameters("VALUES (:payload.note?, :payload.n?::int, :payload.x, :payload.note?)");
   EXPECT_EQ(compiled.sql, "VALUES ($1, $2::int, $3, $1)");
   ASSERT_EQ(compiled.parameters.size(), 3U);
-  EXPECT_EQ(compiled.parameters[0].path, "payload.note");
+  EXPECT_EQ(compiled.parameters[0].text, "payload.note");
   EXPECT_TRUE(compiled.parameters[0].optional);
   EXPECT_TRUE(compiled.parameters[1].optional);
   EXPECT_FALSE(compiled.parameters[2].optional);
