@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/json_schema.hpp"
+#include "common/topic_names.hpp"
 
 namespace syncline {
 
@@ -239,7 +240,7 @@ void read_pg_projector(const json& object, const std::string& topic_prefix, std:
   out.batch_max = read_ms(object, "batch_max_ms", out.batch_max);
   out.retry_max_backoff = read_ms(object, "retry_max_backoff_ms", out.retry_max_backoff);
   read(object, "dead_letter_topic", out.dead_letter_topic);
-  if (out.dead_letter_topic.empty()) out.dead_letter_topic = topic_prefix + ".dlq.pg-projector";
+  if (out.dead_letter_topic.empty()) out.dead_letter_topic = dead_letter_topic_name(topic_prefix, "pg-projector");
   std::vector<std::string> problems;
   if (object.contains("mirror")) {
     const auto& mirror = object["mirror"];
@@ -263,12 +264,66 @@ void read_pg_projector(const json& object, const std::string& topic_prefix, std:
       problems.push_back(fmt::format("{}: pg_projector.projections: the name '{}' is used twice", source, config.name));
     }
     for (const auto& type : read_strings(projection, "aggregate_types"))
-      config.topics.push_back(topic_prefix + ".events." + type);
+      config.topics.push_back(event_topic_name(topic_prefix, type));
     for (auto& topic : read_strings(projection, "topics")) config.topics.push_back(std::move(topic));
     read(projection, "setup", config.setup);
     for (const auto& handler : projection["events"]) {
       config.handlers.push_back({read_strings(handler, "types"), read_strings(handler, "sql")});
     }
+  }
+  if (!problems.empty()) fail(problems);
+}
+
+void read_es_projector(const json& object, const std::string& topic_prefix, std::string_view source,
+                       EsProjectorConfig& out) {
+  read_http(object, out.http);
+  read(object, "group_id", out.group_id);
+  read(object, "bulk_max_actions", out.bulk_max_actions);
+  read(object, "bulk_max_bytes", out.bulk_max_bytes);
+  out.bulk_max = read_ms(object, "bulk_max_ms", out.bulk_max);
+  out.retry_max_backoff = read_ms(object, "retry_max_backoff_ms", out.retry_max_backoff);
+  read(object, "gzip", out.gzip);
+  read(object, "dead_letter_topic", out.dead_letter_topic);
+  if (out.dead_letter_topic.empty()) out.dead_letter_topic = dead_letter_topic_name(topic_prefix, "es-projector");
+  std::vector<std::string> problems;
+  std::set<std::string> defined;
+  for (const auto& index : object.value("indices", json::array())) {
+    EsIndexConfig& config = out.indices.emplace_back();
+    read(index, "name", config.name);
+    if (index.contains("settings")) config.settings_json = index["settings"].dump();
+    if (index.contains("mappings")) config.mappings_json = index["mappings"].dump();
+    if (!defined.insert(config.name).second) {
+      problems.push_back(fmt::format("{}: es_projector.indices: the index '{}' is defined twice", source, config.name));
+    }
+  }
+  for (const auto& mirror : object.value("mirror", json::array())) {
+    EsMirrorConfig& config = out.mirror.emplace_back();
+    config.table = parse_table_name(mirror["table"].get<std::string>());
+    config.index = mirror.value("index", config.table.table);
+  }
+  for (const auto& mapping : object.value("mappings", json::array())) {
+    EsMappingConfig& config = out.mappings.emplace_back();
+    read(mapping, "index", config.index);
+    for (const auto& type : read_strings(mapping, "aggregate_types"))
+      config.topics.push_back(event_topic_name(topic_prefix, type));
+    for (auto& topic : read_strings(mapping, "topics")) config.topics.push_back(std::move(topic));
+    for (const auto& event : mapping["events"]) {
+      EsEventMappingConfig& handler = config.events.emplace_back();
+      handler.types = read_strings(event, "types");
+      const auto action = event.value("action", "index");
+      handler.action = action == "update" ? EsAction::update : action == "delete" ? EsAction::remove : EsAction::index;
+      read(event, "id", handler.id);
+      if (const auto fields = event.find("fields"); fields != event.end()) {
+        for (const auto& [field, path] : fields->items()) handler.fields.emplace_back(field, path.get<std::string>());
+      }
+    }
+  }
+  // Every written index needs a definition; one without is created with default settings.
+  std::vector<std::string> used;
+  for (const auto& mirror : out.mirror) used.push_back(mirror.index);
+  for (const auto& mapping : out.mappings) used.push_back(mapping.index);
+  for (const auto& name : used) {
+    if (defined.insert(name).second) out.indices.push_back({name, "{}", "{}"});
   }
   if (!problems.empty()) fail(problems);
 }
@@ -309,7 +364,7 @@ Config to_config(const json& document, std::string_view source) {
 
   read_producer(section(document, "producer"), config.producer);
   read_pg_projector(section(document, "pg_projector"), config.kafka.topic_prefix, source, config.pg_projector);
-  read_http(section(document, "es_projector"), config.es_projector.http);
+  read_es_projector(section(document, "es_projector"), config.kafka.topic_prefix, source, config.es_projector);
   read_http(section(document, "ctl"), config.ctl.http);
   return config;
 }

@@ -123,8 +123,48 @@ struct PgProjectorConfig {
   std::vector<SqlProjectionConfig> projections;
 };
 
+// An index the es-projector writes through an alias: `name` is the alias, the physical index is
+// <name>_v<N> (created as <name>_v1 with these settings and mappings when the alias is absent).
+struct EsIndexConfig {
+  std::string name;
+  std::string settings_json = "{}";  // JSON object text
+  std::string mappings_json = "{}";  // JSON object text (the "mappings" body)
+};
+
+// Row-change topic of `table` -> documents of the index (alias) `index`, _id = primary key.
+struct EsMirrorConfig {
+  TableName table;
+  std::string index;
+};
+
+enum class EsAction { index, update, remove };
+
+// Per event type: which document of `index` the event writes, and how.
+struct EsEventMappingConfig {
+  std::vector<std::string> types;
+  EsAction action = EsAction::index;
+  std::string id;  // JSON path of the document id in the envelope, e.g. "payload.message_id"
+  std::vector<std::pair<std::string, std::string>> fields;  // document field -> JSON path ("?" suffix: optional)
+};
+
+struct EsMappingConfig {
+  std::string index;                // alias
+  std::vector<std::string> topics;  // full names (aggregate_types resolved with the prefix)
+  std::vector<EsEventMappingConfig> events;
+};
+
 struct EsProjectorConfig {
   HttpConfig http = http_on_port(9633);
+  std::string group_id = "syncline-es-projector";
+  std::size_t bulk_max_actions = 1000;
+  std::size_t bulk_max_bytes = 5'000'000;
+  std::chrono::milliseconds bulk_max{200};
+  std::chrono::milliseconds retry_max_backoff{30'000};
+  bool gzip = false;
+  std::string dead_letter_topic;  // empty: "<prefix>.dlq.es-projector"
+  std::vector<EsIndexConfig> indices;
+  std::vector<EsMirrorConfig> mirror;
+  std::vector<EsMappingConfig> mappings;
 };
 
 struct CtlConfig {
