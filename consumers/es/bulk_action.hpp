@@ -1,0 +1,91 @@
+// What the es-projector sends to the search engine: bulk actions (and the rare request of its
+// own, a truncate), planned from consumed events, and the outcome of each.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace syncline::es_projector {
+
+// The document field that holds the source version of the last write, so that partial updates
+// (which cannot carry an external version) are stale-proof too.
+inline constexpr std::string_view kVersionField = "syncline_version";
+
+// One consumed Kafka record, as the planner sees it. Views into the batch: valid during plan().
+struct Event {
+  std::size_t index = 0;  // position in the batch
+  std::string_view topic;
+  std::int32_t partition = 0;
+  std::int64_t offset = 0;
+  std::optional<std::string_view> key;    // the Kafka key (a row change's canonical JSON primary key)
+  std::string_view type;                  // the syncline-event-type header ("" when absent)
+  const nlohmann::json* value = nullptr;  // the parsed envelope; never null in plan()
+};
+
+// An index or delete of one document with an external version (version_type=external_gte).
+struct BulkAction {
+  enum class Kind { index, remove };
+  Kind kind = Kind::index;
+  std::string index;         // the alias
+  std::string id;            // _id
+  std::int64_t version = 0;  // from the source commit position
+  std::string source;        // the document's JSON text (with kVersionField); empty for remove
+  std::size_t event = 0;     // the batch index of the event it applies
+};
+
+// A truncate of a mirrored table: every document of `index` older than `version` is deleted
+// (delete-by-query on kVersionField), so a truncate is stale-proof like everything else.
+struct DeleteOlder {
+  std::string index;
+  std::int64_t version = 0;
+  std::size_t event = 0;
+};
+
+using Step = std::variant<BulkAction, DeleteOlder>;
+
+// The document as the engine holds it now (for partial updates).
+struct CurrentDocument {
+  nlohmann::json source;  // _source
+  std::int64_t version = 0;  // its kVersionField (0 when absent)
+};
+
+// Reads documents by (index, id); nullopt for those that do not exist. Throws on transport
+// errors (the caller retries the batch).
+class DocumentLookup {
+ public:
+  virtual ~DocumentLookup() = default;
+  virtual std::map<std::pair<std::string, std::string>, std::optional<CurrentDocument>> fetch(
+      const std::vector<std::pair<std::string, std::string>>& documents) = 0;
+};
+
+// What plan() produced for a batch.
+struct Plan {
+  std::vector<Step> steps;  // in the order they must be applied
+  std::vector<std::pair<std::size_t, std::string>> rejected;  // (event index, reason): dead letters
+  std::vector<std::size_t> skipped;  // wanted topic, nothing to do (e.g. a type with no mapping)
+  std::vector<std::size_t> stale;    // a partial update older than the stored document
+};
+
+// The outcome of one bulk item.
+enum class ItemOutcome {
+  done,    // 200/201, or 404 for a delete (nothing to delete)
+  stale,   // 409: the engine holds a newer version; counted, not an error
+  retry,   // 429, 502, 503, 504 (or a transport failure): send this item again later
+  reject,  // 400-class mapping/parsing errors and other permanent ones: dead-letter the event
+};
+
+struct ItemResult {
+  ItemOutcome outcome = ItemOutcome::done;
+  long status = 0;
+  std::string reason;  // the engine's error type and reason, for rejects and retries
+};
+
+}  // namespace syncline::es_projector
