@@ -340,6 +340,35 @@ TEST(Config, a_pg_projection_without_topics_or_events_is_rejected) {
               HasSubstr("events"));
 }
 
+TEST(Config, es_projector_mirror_and_mappings_are_read_and_every_written_index_gets_a_definition) {
+  const auto config = config_from_string(
+      "kafka: {bootstrap_servers: 'k:9092', topic_prefix: app}\n"
+      "es_projector:\n"
+      "  indices: [{name: messages, mappings: {properties: {body: {type: text}}}}]\n"
+      "  mirror: [{table: public.users}]\n"
+      "  mappings:\n"
+      "    - index: messages\n"
+      "      aggregate_types: conversation\n"
+      "      events:\n"
+      "        - {types: MessageSent, id: payload.id, fields: {body: payload.text}}\n"
+      "        - {types: [MessageDeleted], action: delete, id: payload.id}\n",
+      "test.yaml", with_env({}));
+  const auto& projector = config.es_projector;
+  EXPECT_EQ(projector.dead_letter_topic, "app.dlq.es-projector");
+  ASSERT_EQ(projector.mirror.size(), 1u);
+  EXPECT_EQ(projector.mirror[0].index, "users");  // default: the table name
+  ASSERT_EQ(projector.mappings.size(), 1u);
+  EXPECT_EQ(projector.mappings[0].topics, std::vector<std::string>{"app.events.conversation"});
+  ASSERT_EQ(projector.mappings[0].events.size(), 2u);
+  EXPECT_EQ(projector.mappings[0].events[0].fields,
+            (std::vector<std::pair<std::string, std::string>>{{"body", "payload.text"}}));
+  EXPECT_EQ(projector.mappings[0].events[1].action, EsAction::remove);
+  ASSERT_EQ(projector.indices.size(), 2u);
+  EXPECT_EQ(projector.indices[0].name, "messages");
+  EXPECT_EQ(projector.indices[0].mappings_json, R"({"properties":{"body":{"type":"text"}}})");
+  EXPECT_EQ(projector.indices[1].name, "users");
+}
+
 TEST(Config, load_config_names_a_file_it_cannot_read) {
   try {
     load_config("/nonexistent/syncline.yaml");
