@@ -4,8 +4,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <random>
 
+#include "common/backoff.hpp"
 #include "common/kafka.hpp"
 #include "common/logging.hpp"
 #include "common/pg.hpp"
@@ -125,13 +125,12 @@ int ProducerService::run() {
   auto log = log::get("producer");
   auto& restarts = registry_.counter("syncline_producer_session_restarts_total",
                                      "Sessions ended by a transient error and started again.");
-  std::mt19937 random(std::random_device{}());
-  auto backoff = std::chrono::milliseconds(250);
+  Backoff backoff(options_.retry_max_backoff);
   while (!shutdown::requested()) {
     try {
       run_session();
       if (shutdown::requested()) break;
-      backoff = std::chrono::milliseconds(250);
+      backoff.reset();
     } catch (const std::exception& error) {
       replicating_ = false;
       registry_.gauge("syncline_producer_replicating", "1 while streaming from the slot.").set(0);
@@ -149,13 +148,10 @@ int ProducerService::run() {
           break;
       }
       restarts.inc();
-      // Jitter keeps several producers from retrying in lock-step against a recovering server.
-      const auto jittered = backoff / 2 + std::chrono::milliseconds(
-                                              std::uniform_int_distribution<std::int64_t>(0, backoff.count() / 2)(random));
+      const auto jittered = backoff.next();
       log->warn("{}; retrying in {} ms from the last confirmed position", error.what(), jittered.count());
       set_state("retrying", error.what());
       if (shutdown::wait_for(jittered)) break;
-      backoff = std::min(backoff * 2, options_.retry_max_backoff);
     }
   }
   log->info("stopped");

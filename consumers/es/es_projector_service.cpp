@@ -6,7 +6,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <random>
 
 #include "common/envelope.hpp"
 #include "common/iso_time.hpp"
@@ -20,7 +19,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-constexpr auto kInitialBackoff = 250ms;
 
 std::shared_ptr<spdlog::logger> logger() { return log::get("es-projector"); }
 
@@ -39,7 +37,7 @@ EsProjectorService::EsProjectorService(const Config& config, metrics::Registry& 
       registry_(registry),
       planner_(config.es_projector, config.kafka.topic_prefix),
       client_(config.require_search(), config.es_projector.gzip),
-      backoff_(kInitialBackoff),
+      backoff_(config.es_projector.retry_max_backoff),
       indexed_(registry.counter("syncline_es_projector_documents_indexed_total",
                                 "Documents written (index actions acknowledged).")),
       deleted_(registry.counter("syncline_es_projector_documents_deleted_total",
@@ -183,7 +181,7 @@ void EsProjectorService::apply() {
   status_.record_batch(batch_.size(), dead);
   batch_.clear();
   batch_bytes_ = 0;
-  backoff_ = kInitialBackoff;
+  backoff_.reset();
 }
 
 void EsProjectorService::execute(const Plan& plan) {
@@ -207,7 +205,7 @@ void EsProjectorService::execute(const Plan& plan) {
       } catch (const SearchUnavailable& error) {
         logger()->warn("truncate of {} failed, retrying: {}", truncate.index, error.what());
         set_state("retrying", error.what());
-        if (!wait_paused(next_backoff())) throw Abandoned();
+        if (!wait_paused(backoff_.next())) throw Abandoned();
       }
     }
   }
@@ -267,7 +265,7 @@ void EsProjectorService::send_bulk(std::vector<const BulkAction*> actions) {
     retried_.inc(static_cast<double>(again.size()));
     logger()->warn("{} of {} bulk item(s) to retry: {}", again.size(), actions.size(), reason);
     set_state("retrying", reason);
-    if (!wait_paused(next_backoff())) throw Abandoned();
+    if (!wait_paused(backoff_.next())) throw Abandoned();
     actions = std::move(again);
   }
 }
@@ -308,14 +306,6 @@ void EsProjectorService::commit_offsets() {
 
 // ---------------------------------------------------------------------------------------------
 // Waiting, indices, status
-
-std::chrono::milliseconds EsProjectorService::next_backoff() {
-  static thread_local std::mt19937 random(std::random_device{}());
-  const auto jittered =
-      backoff_ / 2 + std::chrono::milliseconds(std::uniform_int_distribution<std::int64_t>(0, backoff_.count() / 2)(random));
-  backoff_ = std::min(backoff_ * 2, options_.retry_max_backoff);
-  return jittered;
-}
 
 bool EsProjectorService::wait_paused(std::chrono::milliseconds duration) {
   const auto until = Clock::now() + duration;
@@ -420,7 +410,7 @@ int EsProjectorService::run() {
       return kExitFatal;
     } catch (const std::exception& error) {
       // The search engine or Kafka unreachable: the batch in hand is kept and applied again.
-      const auto wait = next_backoff();
+      const auto wait = backoff_.next();
       logger()->warn("transient failure, retrying in {} ms ({} record(s) held, partitions paused): {}", wait.count(),
                      batch_.size(), error.what());
       set_state("retrying", error.what());

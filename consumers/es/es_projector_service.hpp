@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "common/backoff.hpp"
 #include "common/config.hpp"
 #include "common/consumer_status.hpp"
 #include "common/dead_letter.hpp"
@@ -62,7 +63,6 @@ class EsProjectorService {
   // Waits `duration` without leaving the group: polls (records go to carry_) with all assigned
   // partitions paused. Returns false when a shutdown was requested meanwhile.
   bool wait_paused(std::chrono::milliseconds duration);
-  std::chrono::milliseconds next_backoff();
   void ensure_indices();
   void update_lag();
   void set_state(const std::string& state, const std::string& error = {});
@@ -80,7 +80,7 @@ class EsProjectorService {
   std::deque<kafka::Message> carry_;                 // polled while waiting
   std::set<kafka::TopicPartition> assigned_;
   std::map<kafka::TopicPartition, std::int64_t> committed_;  // next offsets committed to Kafka
-  std::chrono::milliseconds backoff_;
+  Backoff backoff_;
   std::chrono::steady_clock::time_point next_status_{};  // next refresh of lag and /status
 
   metrics::Counter& indexed_;

@@ -6,7 +6,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <random>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -22,7 +21,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-constexpr auto kInitialBackoff = 250ms;
 constexpr std::size_t kStatementsPerSync = 500;  // results read back in chunks: bounded buffers
 constexpr std::size_t kNoProjection = static_cast<std::size_t>(-1);
 
@@ -50,7 +48,7 @@ ProjectorService::ProjectorService(const Config& config, metrics::Registry& regi
       projections_(std::move(projections)),
       offsets_(config.pg_projector.group_id),
       session_(config.require_read_db().dsn),
-      backoff_(kInitialBackoff),
+      backoff_(config.pg_projector.retry_max_backoff),
       unparsed_(registry.counter("syncline_pg_projector_unparsable_records_total",
                                  "Records dead-lettered because their value is not a JSON object.")),
       retries_(registry.counter("syncline_pg_projector_retries_total",
@@ -526,9 +524,7 @@ void ProjectorService::finish_batch(const std::map<kafka::TopicPartition, std::i
 // Retrying
 
 void ProjectorService::enter_retry(const std::string& reason) {
-  static thread_local std::mt19937 random(std::random_device{}());
-  const auto jittered =
-      backoff_ / 2 + std::chrono::milliseconds(std::uniform_int_distribution<std::int64_t>(0, backoff_.count() / 2)(random));
+  const auto jittered = backoff_.next();
   retries_.inc();
   logger()->warn("transient failure, retrying in {} ms ({} record(s) held, partitions paused): {}", jittered.count(),
                  batch_.size(), reason);
@@ -539,7 +535,6 @@ void ProjectorService::enter_retry(const std::string& reason) {
     logger()->warn("pausing the partitions failed: {}", error.what());
   }
   retry_at_ = Clock::now() + jittered;
-  backoff_ = std::min(backoff_ * 2, options_.retry_max_backoff);
 }
 
 void ProjectorService::wait_for_retry() {
@@ -669,7 +664,7 @@ int ProjectorService::run() {
       if (batch_.empty()) collect();
       while (!batch_.empty() && apply_once() == Attempt::again) {
       }
-      backoff_ = kInitialBackoff;
+      backoff_.reset();
       if (session_.connected()) set_state("ok");
       if (Clock::now() >= next_status_) {
         next_status_ = Clock::now() + 1s;

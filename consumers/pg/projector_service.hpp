@@ -16,6 +16,7 @@
 #include <tuple>
 #include <vector>
 
+#include "common/backoff.hpp"
 #include "common/config.hpp"
 #include "common/consumer_status.hpp"
 #include "common/dead_letter.hpp"
@@ -119,7 +120,7 @@ class ProjectorService {
   std::map<kafka::TopicPartition, std::int64_t> to_commit_;  // to Kafka, for standard lag tools
 
   std::optional<std::chrono::steady_clock::time_point> retry_at_;
-  std::chrono::milliseconds backoff_;
+  Backoff backoff_;
   std::chrono::steady_clock::time_point next_status_{};  // next refresh of lag and /status
   std::uint64_t attempts_ = 0;
 
