@@ -65,9 +65,9 @@ ProjectorService::ProjectorService(const Config& config, metrics::Registry& regi
       status_(config.pg_projector.group_id, registry, "syncline_pg_projector"),
       last_commit_ts_(registry.gauge("syncline_pg_projector_last_applied_commit_timestamp_seconds",
                                      "source.commit_ts of the newest applied event, as a Unix time.")) {
-  std::set<std::string> topics;
-  for (const auto& projection : projections_) {
-    topics.insert(projection->topics().begin(), projection->topics().end());
+  for (std::size_t p = 0; p < projections_.size(); ++p) {
+    const auto& projection = projections_[p];
+    for (const auto& topic : projection->topics()) readers_[topic].push_back(p);
     const metrics::Labels labels{{"projection", projection->name()}};
     projection_metrics_.push_back(
         {&registry.counter("syncline_pg_projector_events_applied_total",
@@ -77,7 +77,11 @@ ProjectorService::ProjectorService(const Config& config, metrics::Registry& regi
          &registry.counter("syncline_pg_projector_events_dead_lettered_total",
                            "Events sent to the dead-letter topic instead of being applied.", labels)});
   }
-  topics_.assign(topics.begin(), topics.end());
+  for (const auto& [topic, readers] : readers_) topics_.push_back(topic);
+  const auto properties = consumer_properties();
+  const auto reset = properties.find("auto.offset.reset");
+  start_from_end_ = reset != properties.end() &&
+                    (reset->second == "latest" || reset->second == "largest" || reset->second == "end");
   if (topics_.empty()) throw ProjectionSetupError("pg_projector: no mirror tables and no projections configured");
 
   dead_letters_ = std::make_unique<DeadLetterPublisher>(config.kafka, options_.dead_letter_topic, "pg-projector");
@@ -110,10 +114,6 @@ std::vector<kafka::TopicPartitionOffset> ProjectorService::on_assign(
   ensure_connected();
   const auto stored = offsets_.load(session_.connection(), partitions);
   std::vector<kafka::TopicPartitionOffset> starts;
-  const std::string reset = consumer_properties().contains("auto.offset.reset")
-                                ? consumer_properties().at("auto.offset.reset")
-                                : "earliest";
-  const bool from_end = reset == "latest" || reset == "largest" || reset == "end";
   for (const auto& partition : partitions) {
     Partition& state = partitions_[partition];
     if (const auto it = stored.find(partition); it != stored.end()) {
@@ -122,11 +122,12 @@ std::vector<kafka::TopicPartitionOffset> ProjectorService::on_assign(
       starts.push_back({partition.topic, partition.partition, it->second.next_offset});
     } else {
       starts.push_back(
-          {partition.topic, partition.partition, from_end ? RD_KAFKA_OFFSET_END : RD_KAFKA_OFFSET_BEGINNING});
+          {partition.topic, partition.partition, start_from_end_ ? RD_KAFKA_OFFSET_END : RD_KAFKA_OFFSET_BEGINNING});
     }
     state.positioned = true;
     logger()->info("{}/{}: starting at {}", partition.topic, partition.partition,
-                   state.stored ? std::to_string(*state.stored) : "the " + reset + " offset (none stored)");
+                   state.stored ? std::to_string(*state.stored)
+                                : std::string(start_from_end_ ? "the end" : "the beginning") + " (none stored)");
   }
   return starts;
 }
@@ -136,7 +137,7 @@ void ProjectorService::on_revoke(const std::vector<kafka::TopicPartition>& parti
   const std::set<kafka::TopicPartition> gone(partitions.begin(), partitions.end());
   // What was read from them but not applied is the new owner's now: it starts at the stored offset.
   std::erase_if(batch_, [&](const Record& record) {
-    return gone.contains({record.message.topic(), record.message.partition()});
+    return gone.contains({record.topic, record.message.partition()});
   });
   std::erase_if(carry_, [&](const kafka::Message& message) {
     return gone.contains({message.topic(), message.partition()});
@@ -191,7 +192,7 @@ void ProjectorService::position(const std::vector<kafka::TopicPartition>& partit
 
 void ProjectorService::reload_offsets() {
   std::set<kafka::TopicPartition> in_batch;
-  for (const auto& record : batch_) in_batch.insert({record.message.topic(), record.message.partition()});
+  for (const auto& record : batch_) in_batch.insert({record.topic, record.message.partition()});
   reload_offsets(in_batch);
 }
 
@@ -206,7 +207,7 @@ void ProjectorService::reload_offsets(const std::set<kafka::TopicPartition>& in_
     const std::int64_t next = *state.stored;
     std::erase_if(batch_, [&](const Record& record) {
       return record.message.partition() == partition.partition && record.message.offset() < next &&
-             record.message.topic() == partition.topic;
+             record.topic == partition.topic;
     });
     if (!state.received || next > *state.received) {
       state.received = next;
@@ -231,10 +232,12 @@ void ProjectorService::accept(kafka::Message message) {
   if (state.received && message.offset() < *state.received) return;
   state.received = message.offset() + 1;
 
-  Record record{std::move(message), {}, {}, std::nullopt};
+  Record record{std::move(message), partition.topic, {}, {}, {}, std::nullopt};
   record.type = record.message.header(kafka_header::event_type).value_or("");
-  for (std::size_t p = 0; p < projections_.size(); ++p) {
-    if (projections_[p]->wants(partition.topic, record.type)) record.wanted_by.push_back(p);
+  if (const auto readers = readers_.find(record.topic); readers != readers_.end()) {
+    for (const std::size_t p : readers->second) {
+      (projections_[p]->wants(record.topic, record.type) ? record.wanted_by : record.skipped_by).push_back(p);
+    }
   }
   if (!record.wanted_by.empty()) {
     try {
@@ -310,7 +313,7 @@ ProjectorService::Attempt ProjectorService::apply_once() {
   ++attempts_;
   const auto key_of = [&](std::size_t index) {
     const auto& message = batch_[index].message;
-    return RecordKey{message.topic(), message.partition(), message.offset()};
+    return RecordKey{batch_[index].topic, message.partition(), message.offset()};
   };
   std::vector<RecordKey> keys;
   keys.reserve(batch_.size());
@@ -321,9 +324,6 @@ ProjectorService::Attempt ProjectorService::apply_once() {
   std::vector<std::size_t> owners;
   std::vector<std::size_t> applied(projections_.size(), 0);
   std::vector<std::size_t> skipped_counts(projections_.size(), 0);
-  std::vector<std::string> topics;  // views in Event point into these
-  topics.reserve(batch_.size());
-  for (const auto& record : batch_) topics.push_back(record.message.topic());
   for (std::size_t p = 0; p < projections_.size(); ++p) {
     std::vector<Event> events;
     std::unordered_set<std::size_t> isolated;
@@ -334,7 +334,7 @@ ProjectorService::Attempt ProjectorService::apply_once() {
         continue;
       if (batch_state_.dead.contains({p, keys[i]})) continue;
       if (isolated_keys.contains(keys[i])) isolated.insert(i);
-      events.push_back(Event{i, topics[i], record.message.partition(), record.message.offset(),
+      events.push_back(Event{i, record.topic, record.message.partition(), record.message.offset(),
                              record.message.key(), record.type, &*record.value});
     }
     if (events.empty()) continue;
@@ -358,7 +358,7 @@ ProjectorService::Attempt ProjectorService::apply_once() {
   std::map<kafka::TopicPartition, std::int64_t> next_offsets;
   std::map<kafka::TopicPartition, const nlohmann::json*> last_values;
   for (const auto& record : batch_) {
-    const kafka::TopicPartition partition{record.message.topic(), record.message.partition()};
+    const kafka::TopicPartition partition{record.topic, record.message.partition()};
     next_offsets[partition] = record.message.offset() + 1;
     if (record.value) last_values[partition] = &*record.value;
   }
@@ -430,7 +430,7 @@ ProjectorService::Attempt ProjectorService::apply_once() {
 const ProjectorService::Record* ProjectorService::find_record(const RecordKey& key) const {
   const auto& [topic, partition, offset] = key;
   const auto it = std::find_if(batch_.begin(), batch_.end(), [&](const Record& r) {
-    return r.message.offset() == offset && r.message.partition() == partition && r.message.topic() == topic;
+    return r.message.offset() == offset && r.message.partition() == partition && r.topic == topic;
   });
   return it != batch_.end() ? &*it : nullptr;
 }
@@ -485,15 +485,8 @@ void ProjectorService::finish_batch(const std::map<kafka::TopicPartition, std::i
   }
   // Records on a projection's topics that it does not want are skipped for it.
   std::vector<std::size_t> skipped_total = skipped;
-  for (const auto& record : batch_) {
-    for (std::size_t p = 0; p < projections_.size(); ++p) {
-      const auto& topics = projections_[p]->topics();
-      if (std::find(record.wanted_by.begin(), record.wanted_by.end(), p) == record.wanted_by.end() &&
-          std::find(topics.begin(), topics.end(), record.message.topic()) != topics.end()) {
-        ++skipped_total[p];
-      }
-    }
-  }
+  for (const auto& record : batch_)
+    for (const std::size_t p : record.skipped_by) ++skipped_total[p];
   for (std::size_t p = 0; p < projections_.size(); ++p) {
     projection_metrics_[p].applied->inc(static_cast<double>(applied[p]));
     projection_metrics_[p].skipped->inc(static_cast<double>(skipped_total[p]));

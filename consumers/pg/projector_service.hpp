@@ -58,8 +58,10 @@ class ProjectorService {
  private:
   struct Record {
     kafka::Message message;
-    std::string type;                   // the syncline-event-type header
-    std::vector<std::size_t> wanted_by;  // indexes into projections_
+    std::string topic;                   // read once: librdkafka builds it anew on every call
+    std::string type;                    // the syncline-event-type header
+    std::vector<std::size_t> wanted_by;   // indexes into projections_
+    std::vector<std::size_t> skipped_by;  // projections reading the topic that do not want the type
     std::optional<nlohmann::json> value;  // parsed when some projection wants it
   };
   using RecordKey = std::tuple<std::string, std::int32_t, std::int64_t>;  // topic, partition, offset
@@ -109,6 +111,8 @@ class ProjectorService {
   metrics::Registry& registry_;
   std::vector<std::unique_ptr<Projection>> projections_;
   std::vector<std::string> topics_;
+  std::map<std::string, std::vector<std::size_t>, std::less<>> readers_;  // topic -> projections reading it
+  bool start_from_end_ = false;  // auto.offset.reset for partitions without a stored offset
   OffsetStore offsets_;
   ReadDbSession session_;
   bool setup_done_ = false;
