@@ -62,6 +62,10 @@ HttpServer::HttpServer(ServerOptions options, const metrics::Registry& registry,
 
 HttpServer::~HttpServer() { stop(); }
 
+void log_serving(const std::string& host, int port) {
+  log::get("http")->info("serving /metrics, /healthz, /readyz, /status on {}:{}", host, port);
+}
+
 void HttpServer::start() {
   if (thread_.joinable()) throw std::logic_error("HTTP server already started");
   const std::string address = options_.host + ":" + std::to_string(options_.port);

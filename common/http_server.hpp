@@ -55,4 +55,21 @@ class HttpServer {
   std::thread thread_;  // after server_: joined (in stop) before the server is destroyed
 };
 
+// The "serving /metrics, ... on host:port" line.
+void log_serving(const std::string& host, int port);
+
+// What every binary's main() does: serve on host:port for the service's handlers, started and
+// logged; nullptr when `port` is 0 (the server turned off). Throws as HttpServer::start().
+template <typename Service>
+std::unique_ptr<HttpServer> serve(const std::string& host, int port, const metrics::Registry& registry,
+                                  Service& service) {
+  if (port == 0) return nullptr;
+  auto server = std::make_unique<HttpServer>(
+      ServerOptions{host, port}, registry,
+      ServerHandlers{[&service] { return service.readiness(); }, [&service] { return service.status(); }});
+  server->start();
+  log_serving(host, server->port());
+  return server;
+}
+
 }  // namespace syncline::http

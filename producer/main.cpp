@@ -50,13 +50,8 @@ int main(int argc, char** argv) {
   auto& registry = metrics::default_registry();
   try {
     producer::ProducerService service(config, registry);
-    std::optional<http::HttpServer> server;
-    if (config.producer.http.port != 0) {
-      server.emplace(http::ServerOptions{config.producer.http.host, config.producer.http.port}, registry,
-                     http::ServerHandlers{[&] { return service.readiness(); }, [&] { return service.status(); }});
-      server->start();
-      log->info("serving /metrics, /healthz, /readyz, /status on {}:{}", config.producer.http.host, server->port());
-    }
+    const auto& http = config.producer.http;
+    const auto server = http::serve(http.host, http.port, registry, service);
     return service.run();
   } catch (const std::exception& error) {
     log->critical("{}", error.what());

@@ -59,14 +59,8 @@ int main(int argc, char** argv) {
   auto& registry = metrics::default_registry();
   try {
     es_projector::EsProjectorService service(config, registry);
-    std::optional<http::HttpServer> server;
     const auto& http = config.es_projector.http;
-    if (http.port != 0) {
-      server.emplace(http::ServerOptions{http.host, http.port}, registry,
-                     http::ServerHandlers{[&] { return service.readiness(); }, [&] { return service.status(); }});
-      server->start();
-      log->info("serving /metrics, /healthz, /readyz, /status on {}:{}", http.host, server->port());
-    }
+    const auto server = http::serve(http.host, http.port, registry, service);
     return service.run();
   } catch (const std::exception& error) {
     log->critical("{}", redact_secrets(error.what()));
