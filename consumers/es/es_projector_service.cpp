@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "common/consumer_batch.hpp"
 #include "common/envelope.hpp"
 #include "common/iso_time.hpp"
 #include "common/logging.hpp"
@@ -91,27 +92,9 @@ void EsProjectorService::collect() {
     batch_bytes_ += record.message.value().size();
     batch_.push_back(std::move(record));
   };
-  while (!carry_.empty() && batch_.size() < options_.bulk_max_actions) {
-    accept(std::move(carry_.front()));
-    carry_.pop_front();
-  }
-  std::optional<Clock::time_point> deadline;
-  if (!batch_.empty()) deadline = Clock::now() + options_.bulk_max;
-  while (batch_.size() < options_.bulk_max_actions && batch_bytes_ < options_.bulk_max_bytes &&
-         !shutdown::requested()) {
-    const auto timeout = deadline ? std::max(0ms, std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                      *deadline - Clock::now()))
-                                  : 100ms;
-    auto message = consumer_->poll(timeout);
-    if (message && message->ok()) {
-      const bool was_empty = batch_.empty();
-      accept(std::move(*message));
-      if (was_empty && !batch_.empty()) deadline = Clock::now() + options_.bulk_max;
-    } else if (message && message->error() != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-      logger()->warn("consumer: {}", message->error_message());
-    }
-    if (!deadline ? !message : Clock::now() >= *deadline) break;
-  }
+  collect_batch(
+      *consumer_, carry_, options_.bulk_max, [&] { return batch_.size(); },
+      [&] { return batch_.size() >= options_.bulk_max_actions || batch_bytes_ >= options_.bulk_max_bytes; }, accept);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "common/consumer_batch.hpp"
 #include "common/envelope.hpp"
 #include "common/iso_time.hpp"
 #include "common/logging.hpp"
@@ -254,26 +255,10 @@ void ProjectorService::accept(kafka::Message message) {
 }
 
 void ProjectorService::collect() {
-  while (!carry_.empty() && batch_.size() < options_.batch_max_events) {
-    accept(std::move(carry_.front()));
-    carry_.pop_front();
-  }
-  std::optional<Clock::time_point> deadline;
-  if (!batch_.empty()) deadline = Clock::now() + options_.batch_max;
-  while (batch_.size() < options_.batch_max_events && !shutdown::requested()) {
-    const auto timeout = deadline ? std::max(0ms, std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                      *deadline - Clock::now()))
-                                  : 100ms;
-    auto message = consumer_->poll(timeout);
-    if (message && message->ok()) {
-      const bool was_empty = batch_.empty();
-      accept(std::move(*message));
-      if (was_empty && !batch_.empty()) deadline = Clock::now() + options_.batch_max;
-    } else if (message && message->error() != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-      logger()->warn("consumer: {}", message->error_message());
-    }
-    if (!deadline ? !message : Clock::now() >= *deadline) break;
-  }
+  collect_batch(
+      *consumer_, carry_, options_.batch_max, [&] { return batch_.size(); },
+      [&] { return batch_.size() >= options_.batch_max_events; },
+      [&](kafka::Message message) { accept(std::move(message)); });
 }
 
 // ---------------------------------------------------------------------------------------------
