@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
+#include <cstring>
+#include <new>
 #include <thread>
 
 #include "common/logging.hpp"
@@ -136,7 +139,15 @@ PartitionListPtr to_list(const std::vector<TopicPartition>& partitions) {
 PartitionListPtr to_list(const std::vector<TopicPartitionOffset>& offsets) {
   PartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(offsets.size())));
   for (const auto& tpo : offsets) {
-    rd_kafka_topic_partition_list_add(list.get(), tpo.topic.c_str(), tpo.partition)->offset = tpo.offset;
+    auto* elem = rd_kafka_topic_partition_list_add(list.get(), tpo.topic.c_str(), tpo.partition);
+    elem->offset = tpo.offset;
+    if (!tpo.metadata.empty()) {
+      // librdkafka frees the metadata with the list, so it must come from malloc.
+      elem->metadata = std::malloc(tpo.metadata.size());
+      if (elem->metadata == nullptr) throw std::bad_alloc();
+      std::memcpy(elem->metadata, tpo.metadata.data(), tpo.metadata.size());
+      elem->metadata_size = tpo.metadata.size();
+    }
   }
   return list;
 }
@@ -151,7 +162,11 @@ std::vector<TopicPartition> partitions_of(const rd_kafka_topic_partition_list_t*
 std::vector<TopicPartitionOffset> offsets_of(const rd_kafka_topic_partition_list_t* list) {
   std::vector<TopicPartitionOffset> result;
   for (int i = 0; list != nullptr && i < list->cnt; ++i) {
-    result.push_back({list->elems[i].topic, list->elems[i].partition, list->elems[i].offset});
+    const auto& elem = list->elems[i];
+    std::string metadata;
+    if (elem.metadata != nullptr && elem.metadata_size > 0)
+      metadata.assign(static_cast<const char*>(elem.metadata), elem.metadata_size);
+    result.push_back({elem.topic, elem.partition, elem.offset, std::move(metadata)});
   }
   return result;
 }
@@ -620,6 +635,11 @@ std::optional<Message> Consumer::poll(std::chrono::milliseconds timeout) {
   return Message(std::move(message));
 }
 
+void Consumer::assign(const std::vector<TopicPartitionOffset>& partitions) {
+  const PartitionListPtr list = to_list(partitions);
+  check(rd_kafka_assign(handle_.get(), list.get()), "assign partitions");
+}
+
 void Consumer::commit(const std::vector<TopicPartitionOffset>& offsets, CommitMode mode,
                       std::chrono::milliseconds timeout) {
   if (offsets.empty()) return;
@@ -946,6 +966,129 @@ WatermarkOffsets AdminClient::watermark_offsets(const std::string& topic, std::i
                                          to_ms(timeout)),
         "query watermark offsets of " + topic);
   return offsets;
+}
+
+namespace {
+
+// ListConsumerGroupOffsets and AlterConsumerGroupOffsets answer with one group result.
+std::vector<TopicPartitionOffset> group_result_offsets(const rd_kafka_group_result_t** groups, std::size_t count,
+                                                       const std::string& operation) {
+  if (count != 1) throw KafkaError(RD_KAFKA_RESP_ERR__BAD_MSG, operation + ": no group in the answer");
+  if (const rd_kafka_error_t* error = rd_kafka_group_result_error(groups[0])) {
+    throw KafkaError(rd_kafka_error_code(error), operation + ": " + rd_kafka_error_string(error));
+  }
+  const auto* partitions = rd_kafka_group_result_partitions(groups[0]);
+  if (partitions != nullptr) check_partitions(partitions, operation);
+  return offsets_of(partitions);
+}
+
+}  // namespace
+
+std::optional<GroupDescription> AdminClient::describe_group(const std::string& group,
+                                                            std::chrono::milliseconds timeout) {
+  const AdminCall admin_call(handle_.get(), RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS, timeout);
+  std::array<const char*, 1> groups{group.c_str()};
+  rd_kafka_DescribeConsumerGroups(handle_.get(), groups.data(), groups.size(), admin_call.options.get(),
+                                  admin_call.queue.get());
+  const EventPtr event = admin_call.result("describe group " + group);
+  std::size_t count = 0;
+  const auto** results = rd_kafka_DescribeConsumerGroups_result_groups(
+      rd_kafka_event_DescribeConsumerGroups_result(event.get()), &count);
+  if (count != 1) throw KafkaError(RD_KAFKA_RESP_ERR__BAD_MSG, "describe group " + group + ": no group in the answer");
+  if (const rd_kafka_error_t* error = rd_kafka_ConsumerGroupDescription_error(results[0])) {
+    if (rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND) return std::nullopt;
+    throw KafkaError(rd_kafka_error_code(error), "describe group " + group + ": " + rd_kafka_error_string(error));
+  }
+  const auto state = rd_kafka_ConsumerGroupDescription_state(results[0]);
+  if (state == RD_KAFKA_CONSUMER_GROUP_STATE_DEAD) return std::nullopt;
+  GroupDescription description{rd_kafka_consumer_group_state_name(state), {}};
+  for (std::size_t m = 0; m < rd_kafka_ConsumerGroupDescription_member_count(results[0]); ++m) {
+    const auto* member = rd_kafka_ConsumerGroupDescription_member(results[0], m);
+    GroupMember entry{rd_kafka_MemberDescription_consumer_id(member),
+                      rd_kafka_MemberDescription_client_id(member), rd_kafka_MemberDescription_host(member), {}};
+    if (const auto* assignment = rd_kafka_MemberDescription_assignment(member))
+      entry.assignment = partitions_of(rd_kafka_MemberAssignment_partitions(assignment));
+    description.members.push_back(std::move(entry));
+  }
+  return description;
+}
+
+std::vector<TopicPartitionOffset> AdminClient::group_offsets(const std::string& group,
+                                                             const std::vector<TopicPartition>& partitions,
+                                                             std::chrono::milliseconds timeout) {
+  if (partitions.empty()) return {};
+  struct RequestDeleter {
+    void operator()(rd_kafka_ListConsumerGroupOffsets_t* request) const noexcept {
+      rd_kafka_ListConsumerGroupOffsets_destroy(request);
+    }
+  };
+  const PartitionListPtr list = to_list(partitions);
+  std::unique_ptr<rd_kafka_ListConsumerGroupOffsets_t, RequestDeleter> request(
+      rd_kafka_ListConsumerGroupOffsets_new(group.c_str(), list.get()));
+  std::array<rd_kafka_ListConsumerGroupOffsets_t*, 1> requests{request.get()};
+  const AdminCall admin_call(handle_.get(), RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS, timeout);
+  rd_kafka_ListConsumerGroupOffsets(handle_.get(), requests.data(), requests.size(), admin_call.options.get(),
+                                    admin_call.queue.get());
+  const std::string operation = "read committed offsets of group " + group;
+  const EventPtr event = admin_call.result(operation);
+  std::size_t count = 0;
+  const auto** groups = rd_kafka_ListConsumerGroupOffsets_result_groups(
+      rd_kafka_event_ListConsumerGroupOffsets_result(event.get()), &count);
+  return group_result_offsets(groups, count, operation);
+}
+
+void AdminClient::alter_group_offsets(const std::string& group, const std::vector<TopicPartitionOffset>& offsets,
+                                      std::chrono::milliseconds timeout) {
+  if (offsets.empty()) return;
+  struct RequestDeleter {
+    void operator()(rd_kafka_AlterConsumerGroupOffsets_t* request) const noexcept {
+      rd_kafka_AlterConsumerGroupOffsets_destroy(request);
+    }
+  };
+  const PartitionListPtr list = to_list(offsets);
+  std::unique_ptr<rd_kafka_AlterConsumerGroupOffsets_t, RequestDeleter> request(
+      rd_kafka_AlterConsumerGroupOffsets_new(group.c_str(), list.get()));
+  std::array<rd_kafka_AlterConsumerGroupOffsets_t*, 1> requests{request.get()};
+  const AdminCall admin_call(handle_.get(), RD_KAFKA_ADMIN_OP_ALTERCONSUMERGROUPOFFSETS, timeout);
+  rd_kafka_AlterConsumerGroupOffsets(handle_.get(), requests.data(), requests.size(), admin_call.options.get(),
+                                     admin_call.queue.get());
+  const std::string operation = "set committed offsets of group " + group;
+  const EventPtr event = admin_call.result(operation);
+  std::size_t count = 0;
+  const auto** groups = rd_kafka_AlterConsumerGroupOffsets_result_groups(
+      rd_kafka_event_AlterConsumerGroupOffsets_result(event.get()), &count);
+  group_result_offsets(groups, count, operation);
+}
+
+std::vector<TopicPartitionOffset> AdminClient::offsets_for_times(const std::vector<TopicPartitionOffset>& timestamps,
+                                                                 std::chrono::milliseconds timeout) {
+  if (timestamps.empty()) return {};
+  const PartitionListPtr list = to_list(timestamps);
+  check(rd_kafka_offsets_for_times(handle_.get(), list.get(), to_ms(timeout)), "look up offsets for times");
+  check_partitions(list.get(), "look up offset for time of");
+  auto offsets = offsets_of(list.get());
+  for (auto& offset : offsets) {
+    // No message at or after the time: the partition's end.
+    if (offset.offset == RD_KAFKA_OFFSET_END || offset.offset < 0)
+      offset.offset = watermark_offsets(offset.topic, offset.partition, timeout).high;
+  }
+  return offsets;
+}
+
+void AdminClient::delete_records(const std::vector<TopicPartitionOffset>& before, std::chrono::milliseconds timeout) {
+  if (before.empty()) return;
+  struct RequestDeleter {
+    void operator()(rd_kafka_DeleteRecords_t* request) const noexcept { rd_kafka_DeleteRecords_destroy(request); }
+  };
+  const PartitionListPtr list = to_list(before);
+  std::unique_ptr<rd_kafka_DeleteRecords_t, RequestDeleter> request(rd_kafka_DeleteRecords_new(list.get()));
+  std::array<rd_kafka_DeleteRecords_t*, 1> requests{request.get()};
+  const AdminCall admin_call(handle_.get(), RD_KAFKA_ADMIN_OP_DELETERECORDS, timeout);
+  rd_kafka_DeleteRecords(handle_.get(), requests.data(), requests.size(), admin_call.options.get(),
+                         admin_call.queue.get());
+  const EventPtr event = admin_call.result("delete records");
+  if (const auto* offsets = rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(event.get())))
+    check_partitions(offsets, "delete records of");
 }
 
 }  // namespace syncline::kafka

@@ -128,6 +128,8 @@ struct TopicPartitionOffset {
   std::string topic;
   std::int32_t partition = 0;
   std::int64_t offset = RD_KAFKA_OFFSET_INVALID;
+  // Committed offsets only: the commit's metadata string (e.g. the sink's last applied position).
+  std::string metadata{};
   bool operator==(const TopicPartitionOffset&) const = default;
 };
 
@@ -276,6 +278,9 @@ class Consumer {
   Consumer& operator=(const Consumer&) = delete;
 
   void subscribe(const std::vector<std::string>& topics);
+  // Reads exactly these partitions from these offsets, outside any group rebalance (the group id
+  // then only names where commit() stores offsets). Replaces the previous manual assignment.
+  void assign(const std::vector<TopicPartitionOffset>& partitions);
   // A message, an error event (check ok()), or nothing on timeout. Throws FatalKafkaError on a
   // fatal consumer error and rethrows an exception raised by a rebalance hook.
   std::optional<Message> poll(std::chrono::milliseconds timeout);
@@ -337,6 +342,18 @@ struct TopicInfo {
   std::vector<PartitionInfo> partitions;
 };
 
+struct GroupMember {
+  std::string member_id;
+  std::string client_id;
+  std::string host;
+  std::vector<TopicPartition> assignment;
+};
+
+struct GroupDescription {
+  std::string state;  // "Stable", "Empty", "PreparingRebalance", ... as librdkafka names them
+  std::vector<GroupMember> members;
+};
+
 class AdminClient {
  public:
   explicit AdminClient(const Properties& properties);  // bootstrap.servers required
@@ -352,6 +369,24 @@ class AdminClient {
   std::map<std::string, std::string> topic_config(const std::string& name, std::chrono::milliseconds timeout);
   WatermarkOffsets watermark_offsets(const std::string& topic, std::int32_t partition,
                                      std::chrono::milliseconds timeout);
+
+  // The group's state and live members; nullopt when the broker knows no such group ("Dead").
+  std::optional<GroupDescription> describe_group(const std::string& group, std::chrono::milliseconds timeout);
+  // The group's committed offsets (with their metadata) for `partitions`; a partition without a
+  // commit has offset RD_KAFKA_OFFSET_INVALID.
+  std::vector<TopicPartitionOffset> group_offsets(const std::string& group,
+                                                  const std::vector<TopicPartition>& partitions,
+                                                  std::chrono::milliseconds timeout);
+  // Sets the group's committed offsets. The broker refuses (UNKNOWN_MEMBER_ID) while the group
+  // has members: stop the consumers first.
+  void alter_group_offsets(const std::string& group, const std::vector<TopicPartitionOffset>& offsets,
+                           std::chrono::milliseconds timeout);
+  // For each partition, `offset` being a timestamp (ms since the epoch): the first offset whose
+  // message timestamp is at or after it; the end offset when there is none.
+  std::vector<TopicPartitionOffset> offsets_for_times(const std::vector<TopicPartitionOffset>& timestamps,
+                                                      std::chrono::milliseconds timeout);
+  // Deletes every record before `offset` of each partition (the new log start offset).
+  void delete_records(const std::vector<TopicPartitionOffset>& before, std::chrono::milliseconds timeout);
   rd_kafka_t* raw() const noexcept { return handle_.get(); }
 
  private:
