@@ -64,7 +64,11 @@ std::optional<std::chrono::system_clock::time_point> parse_iso_utc(std::string_v
 }
 
 std::string format_iso_utc(std::chrono::system_clock::time_point time) {
-  return fmt::format("{:%Y-%m-%dT%H:%M:%S}Z", std::chrono::time_point_cast<std::chrono::milliseconds>(time));
+  // fmt 9 prints only whole seconds for %S of a time_point: the milliseconds are added by hand.
+  const auto millis = std::chrono::time_point_cast<std::chrono::milliseconds>(time);
+  const auto seconds = std::chrono::floor<std::chrono::seconds>(millis);
+  const auto fraction = (millis - seconds).count();
+  return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03d}Z", seconds, fraction);
 }
 
 }  // namespace syncline

@@ -42,8 +42,8 @@ bool is_wrapper_error(std::string_view description) {
 }
 
 // valijson's context is {"<root>", "[key]", "[3]", ...}; whether "[3]" is an index depends on the document.
-JsonPath to_path(const std::vector<std::string>& context, const json& document) {
-  JsonPath path;
+SchemaPath to_path(const std::vector<std::string>& context, const json& document) {
+  SchemaPath path;
   const json* current = &document;
   for (std::size_t i = 1; i < context.size(); ++i) {
     std::string step = context[i];
@@ -80,7 +80,7 @@ const json* member(const json* object, const std::string& key) {
 }
 
 // The subschema that governs the value at `path`, when it can be found without evaluating combinators.
-const json* subschema_at(const json& root, const JsonPath& path) {
+const json* subschema_at(const json& root, const SchemaPath& path) {
   const json* schema = resolve_ref(root, &root);
   for (const auto& step : path) {
     if (const auto* key = std::get_if<std::string>(&step)) {
@@ -94,7 +94,7 @@ const json* subschema_at(const json& root, const JsonPath& path) {
   return schema != nullptr && schema->is_object() ? schema : nullptr;
 }
 
-const json* value_at(const json& document, const JsonPath& path) {
+const json* value_at(const json& document, const SchemaPath& path) {
   const json* value = &document;
   for (const auto& step : path) {
     if (const auto* key = std::get_if<std::string>(&step)) {
@@ -168,7 +168,7 @@ SchemaViolation explain(const valijson::ValidationResults::Error& error, const j
 
 }  // namespace
 
-std::string format_json_path(const JsonPath& path) {
+std::string format_json_path(const SchemaPath& path) {
   if (path.empty()) return "(top level)";
   std::string text;
   for (const auto& step : path) {

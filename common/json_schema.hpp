@@ -14,14 +14,14 @@
 namespace syncline {
 
 // One step from a document's root: an object key or an array index.
-using JsonPathElement = std::variant<std::string, std::size_t>;
-using JsonPath = std::vector<JsonPathElement>;
+using SchemaPathElement = std::variant<std::string, std::size_t>;
+using SchemaPath = std::vector<SchemaPathElement>;
 
 // "kafka.properties[2].name"; "(top level)" for the root itself.
-std::string format_json_path(const JsonPath& path);
+std::string format_json_path(const SchemaPath& path);
 
 struct SchemaViolation {
-  JsonPath path;        // the value that is wrong; for an unknown key, that key
+  SchemaPath path;        // the value that is wrong; for an unknown key, that key
   std::string message;  // "unknown key", "expected integer, got string", ...
 };
 
