@@ -196,6 +196,10 @@ void Pipeline::flush() {
 void Pipeline::on_snapshot_row(const TransactionInfo& snapshot_txn, const RelationInfo& relation, TupleData row) {
   if (!txn_) {
     txn_ = snapshot_txn;
+    // The rows sit just below the consistent point: a live transaction whose commit record starts
+    // exactly at it is streamed, not in the snapshot, and sinks order changes by (commit_lsn, seq),
+    // so the rows must not share its commit LSN (a row with a higher seq would win over it).
+    txn_->commit_lsn = position_before(snapshot_txn.commit_lsn, 0, false).commit_lsn;
     txn_commit_time_pg_ = PgTimestamp::from_sys_time(
         std::chrono::time_point_cast<std::chrono::microseconds>(std::chrono::system_clock::now()));
     seq_ = 0;
@@ -205,7 +209,7 @@ void Pipeline::on_snapshot_row(const TransactionInfo& snapshot_txn, const Relati
   SourceChange change;
   change.kind = ChangeKind::insert;
   change.txn = &*txn_;
-  change.lsn = snapshot_txn.commit_lsn;
+  change.lsn = txn_->commit_lsn;
   change.seq = ++seq_;
   change.relation = &relation;
   change.new_tuple = std::move(row);
