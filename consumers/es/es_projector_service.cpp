@@ -32,6 +32,30 @@ class Abandoned : public std::runtime_error {
 
 }  // namespace
 
+std::optional<std::string> commit_metadata_of(const nlohmann::json& envelope) {
+  const auto source = envelope.find("source");
+  if (source == envelope.end() || !source->is_object()) return std::nullopt;
+  nlohmann::json metadata = nlohmann::json::object();
+  for (const char* key : {"commit_lsn", "commit_ts"}) {
+    const auto value = source->find(key);
+    if (value != source->end() && value->is_string()) metadata[key] = *value;
+  }
+  if (metadata.empty()) return std::nullopt;
+  return metadata.dump();
+}
+
+std::optional<CommitMetadata> parse_commit_metadata(std::string_view metadata) {
+  const auto parsed = nlohmann::json::parse(metadata, nullptr, false);
+  if (!parsed.is_object()) return std::nullopt;
+  CommitMetadata result;
+  if (const auto lsn = parsed.find("commit_lsn"); lsn != parsed.end() && lsn->is_string())
+    result.commit_lsn = lsn->get<std::string>();
+  if (const auto ts = parsed.find("commit_ts"); ts != parsed.end() && ts->is_string())
+    result.commit_ts = ts->get<std::string>();
+  if (!result.commit_lsn && !result.commit_ts) return std::nullopt;
+  return result;
+}
+
 EsProjectorService::EsProjectorService(const Config& config, metrics::Registry& registry)
     : config_(config),
       options_(config.es_projector),
@@ -276,8 +300,31 @@ void EsProjectorService::commit_offsets() {
     }
   }
   if (next.empty()) return;
+  for (const auto& record : batch_) {
+    if (!record.value) continue;  // not wanted, or not JSON: it positions nothing
+    const kafka::TopicPartition partition{record.topic, record.message.partition()};
+    if (!next.contains(partition)) continue;
+    if (auto metadata = commit_metadata_of(*record.value)) commit_metadata_[partition] = std::move(*metadata);
+  }
+  // A partition committed with nothing applied by us yet (past transaction markers, after a
+  // restart) keeps the metadata of its previous commit.
+  std::vector<kafka::TopicPartition> unknown;
+  for (const auto& [partition, offset] : next)
+    if (!commit_metadata_.contains(partition)) unknown.push_back(partition);
+  if (!unknown.empty()) {
+    try {
+      for (const auto& previous : consumer_->committed(unknown, 10s))
+        commit_metadata_[{previous.topic, previous.partition}] = previous.metadata;
+    } catch (const std::exception& error) {
+      logger()->debug("reading the previous commits' metadata: {}", error.what());
+    }
+  }
   std::vector<kafka::TopicPartitionOffset> offsets;
-  for (const auto& [partition, offset] : next) offsets.push_back({partition.topic, partition.partition, offset});
+  for (const auto& [partition, offset] : next) {
+    const auto metadata = commit_metadata_.find(partition);
+    offsets.push_back({partition.topic, partition.partition, offset,
+                       metadata != commit_metadata_.end() ? metadata->second : std::string()});
+  }
   try {
     consumer_->commit(offsets, kafka::CommitMode::sync, 10s);
     for (const auto& [partition, offset] : next) committed_[partition] = offset;
@@ -359,6 +406,7 @@ int EsProjectorService::run() {
     for (const auto& partition : partitions) {
       assigned_.erase(partition);
       committed_.erase(partition);
+      commit_metadata_.erase(partition);
       status_.forget_partition(partition);
     }
   };

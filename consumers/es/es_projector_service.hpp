@@ -14,6 +14,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/backoff.hpp"
@@ -31,6 +32,18 @@ namespace syncline::es_projector {
 
 inline constexpr int kExitOk = 0;     // stopped by SIGTERM/SIGINT
 inline constexpr int kExitFatal = 1;  // configuration or state an operator must fix
+
+// The metadata of each offset commit: the source position of the last event applied from that
+// partition, {"commit_lsn":"0/16B3800","commit_ts":"2026-11-22T10:00:00.125Z"}, so that
+// `syncline-ctl status` can tell how fresh the index is (an offset alone says nothing about time).
+struct CommitMetadata {
+  std::optional<std::string> commit_lsn;
+  std::optional<std::string> commit_ts;
+};
+// From an envelope's source.commit_lsn / source.commit_ts; nullopt when it has neither.
+std::optional<std::string> commit_metadata_of(const nlohmann::json& envelope);
+// nullopt for anything that is not such an object (an older projector's empty metadata).
+std::optional<CommitMetadata> parse_commit_metadata(std::string_view metadata);
 
 // run() owns the consumer thread; readiness() and status() are called from HTTP threads.
 class EsProjectorService {
@@ -80,6 +93,9 @@ class EsProjectorService {
   std::deque<kafka::Message> carry_;                 // polled while waiting
   std::set<kafka::TopicPartition> assigned_;
   std::map<kafka::TopicPartition, std::int64_t> committed_;  // next offsets committed to Kafka
+  // Per partition, the metadata its commits carry (see CommitMetadata); present once known, even
+  // if empty, so a partition's previous commit is looked up at most once.
+  std::map<kafka::TopicPartition, std::string> commit_metadata_;
   Backoff backoff_;
   std::chrono::steady_clock::time_point next_status_{};  // next refresh of lag and /status
 
