@@ -95,6 +95,11 @@ class EventRouter {
   std::vector<OutgoingRecord> route(const SourceChange& change);
 
   const RouterCounters& counters() const { return counters_; }
+  // The columns of a captured table's row-change key (the Kafka key's fields); empty for a keyless
+  // table. For tools that must name rows as the router keys them (syncline-ctl resync snapshot).
+  std::vector<std::string> row_key_columns(const RelationInfo& relation) const {
+    return key_columns_of(relation);
+  }
   const RouterOptions& options() const { return options_; }
 
   // The aggregate types whose domain-event topic route() used for the first time since the last

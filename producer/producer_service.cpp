@@ -105,19 +105,24 @@ void ProducerService::set_state(std::string state, std::string error) {
 }
 
 RouterOptions ProducerService::router_options(const std::string& database) const {
+  return router_options_for(config_, database);
+}
+
+RouterOptions router_options_for(const Config& config, const std::string& database) {
+  const ProducerConfig& options = config.producer;
   RouterOptions router;
-  router.topic_prefix = config_.kafka.topic_prefix;
+  router.topic_prefix = config.kafka.topic_prefix;
   router.source_db = database;
-  if (options_.outbox_table) {
-    router.outbox_schema = options_.outbox_table->schema;
-    router.outbox_table = options_.outbox_table->table;
+  if (options.outbox_table) {
+    router.outbox_schema = options.outbox_table->schema;
+    router.outbox_table = options.outbox_table->table;
   } else {
     router.outbox_schema.clear();
     router.outbox_table.clear();
   }
-  router.message_prefix = options_.message_prefix;
-  for (const auto& table : options_.capture) router.captured_tables.emplace_back(table.schema, table.table);
-  router.max_message_bytes = options_.max_message_bytes;
+  router.message_prefix = options.message_prefix;
+  for (const auto& table : options.capture) router.captured_tables.emplace_back(table.schema, table.table);
+  router.max_message_bytes = options.max_message_bytes;
   return router;
 }
 

@@ -19,6 +19,11 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitFatal = 1;  // configuration or a state only an operator can fix
 inline constexpr int kExitFenced = 2;  // another producer took over the transactional.id
 
+// The router options the producer uses for `config` on database `database` (source.db), without the
+// primary keys (read_primary_keys fills them). Shared with syncline-ctl, whose re-published rows must
+// be keyed, typed and routed exactly as the producer's.
+RouterOptions router_options_for(const Config& config, const std::string& database);
+
 // Owned by main(); run() blocks on the calling thread until shutdown is requested or a fatal error.
 // A session connects, reads the stored position, creates or checks slot and publication, publishes
 // the initial snapshot if due, and streams. Any transient failure ends the session; the next one

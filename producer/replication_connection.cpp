@@ -144,9 +144,17 @@ SystemIdentity ReplicationConnection::identify_system() {
 CreatedSlot ReplicationConnection::create_slot(std::string_view slot_name, bool export_snapshot) {
   check_slot_name(slot_name);
   // PostgreSQL 15 syntax. 'nothing' avoids building a snapshot nobody imports.
-  const std::string command = "CREATE_REPLICATION_SLOT " + quote_identifier(slot_name) +
-                              " LOGICAL pgoutput (SNAPSHOT " + (export_snapshot ? "'export'" : "'nothing'") +
-                              ")";
+  return create("CREATE_REPLICATION_SLOT " + quote_identifier(slot_name) + " LOGICAL pgoutput (SNAPSHOT " +
+                (export_snapshot ? "'export'" : "'nothing'") + ")");
+}
+
+CreatedSlot ReplicationConnection::create_temporary_slot(std::string_view slot_name) {
+  check_slot_name(slot_name);
+  return create("CREATE_REPLICATION_SLOT " + quote_identifier(slot_name) +
+                " TEMPORARY LOGICAL pgoutput (SNAPSHOT 'export')");
+}
+
+CreatedSlot ReplicationConnection::create(const std::string& command) {
   const pg::Result result = run(command, PGRES_TUPLES_OK);
   if (result.rows() != 1) {
     throw pg::PgError(std::string(kProtocolViolation), "CREATE_REPLICATION_SLOT returned no row");

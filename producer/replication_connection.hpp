@@ -64,6 +64,11 @@ class ReplicationConnection {
   // A permanent logical slot with the pgoutput plugin. Slot names are what PostgreSQL accepts:
   // 1-63 characters of [a-z0-9_]; anything else throws PgError (42602) before contacting the server.
   CreatedSlot create_slot(std::string_view slot_name, bool export_snapshot);
+  // A temporary logical slot with the pgoutput plugin that exports its snapshot: PostgreSQL drops it
+  // when this connection closes. For one consistent read of the database with the exact WAL position
+  // that separates what the snapshot contains from what it does not (syncline-ctl resync snapshot);
+  // closing the connection once the snapshot is imported releases the WAL it pinned.
+  CreatedSlot create_temporary_slot(std::string_view slot_name);
 
   // Switches the connection into CopyBoth mode, streaming changes committed after `start`
   // (0/0: from the slot's confirmed_flush_lsn).
@@ -89,6 +94,8 @@ class ReplicationConnection {
 
  private:
   pg::Result run(const std::string& command, ExecStatusType expected);
+  // Runs a CREATE_REPLICATION_SLOT command and reads its answer.
+  CreatedSlot create(const std::string& command);
   // Reads what the server said after the copy ended and throws it, classified.
   [[noreturn]] void throw_stream_end(std::string_view context);
   [[noreturn]] void throw_connection_error(std::string_view context) const;

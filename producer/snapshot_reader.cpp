@@ -81,13 +81,7 @@ RelationInfo SnapshotReader::describe(const TableName& table) {
   return relation;
 }
 
-std::uint64_t SnapshotReader::read_table(const TableName& table, const SnapshotRowHandler& on_row) {
-  if (!transaction_) {
-    throw pg::PgError(std::string(kInvalidParameter), "the snapshot transaction has already finished");
-  }
-  const RelationInfo relation = describe(table);
-  // Key order makes a chunked read resumable and its progress meaningful: the primary key, else the
-  // replica identity index.
+std::vector<std::string> SnapshotReader::key_order(const RelationInfo& relation) {
   const pg::Result order = connection_.exec(
       "SELECT a.attname FROM pg_index i "
       "CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, position) "
@@ -96,8 +90,18 @@ std::uint64_t SnapshotReader::read_table(const TableName& table, const SnapshotR
       "  AND (indisprimary OR indisreplident) ORDER BY indisprimary DESC LIMIT 1) "
       "ORDER BY k.position",
       {std::to_string(relation.relation_id)});
-  std::vector<std::string> order_columns;
-  for (int row = 0; row < order.rows(); ++row) order_columns.emplace_back(order.value(row, 0));
+  std::vector<std::string> columns;
+  for (int row = 0; row < order.rows(); ++row) columns.emplace_back(order.value(row, 0));
+  return columns;
+}
+
+std::uint64_t SnapshotReader::read_table(const TableName& table, const SnapshotRowHandler& on_row) {
+  if (!transaction_) {
+    throw pg::PgError(std::string(kInvalidParameter), "the snapshot transaction has already finished");
+  }
+  const RelationInfo relation = describe(table);
+  // Key order makes a chunked read resumable and its progress meaningful.
+  const std::vector<std::string> order_columns = key_order(relation);
   std::vector<std::string> names;
   for (const auto& column : relation.columns) names.push_back(column.name);
 

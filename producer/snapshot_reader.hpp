@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/pg.hpp"
 #include "producer/pgoutput.hpp"
@@ -40,6 +41,10 @@ class SnapshotReader {
   // columns, is_key from the replica identity (every column for REPLICA IDENTITY FULL).
   // Throws PgError (42P01) for a table that does not exist in the snapshot.
   RelationInfo describe(const TableName& table);
+
+  // The columns rows are read in order of: the primary key, else the replica identity index, in
+  // index order; empty for a table with neither. Unique, so a keyset read by them is resumable.
+  std::vector<std::string> key_order(const RelationInfo& relation);
 
   // Hands every row of `table` to `on_row`; returns the number of rows.
   std::uint64_t read_table(const TableName& table, const SnapshotRowHandler& on_row);
