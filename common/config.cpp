@@ -132,7 +132,7 @@ class YamlToJson {
 };
 
 // The line a violation points at: the key of the deepest part of the path that exists in the file.
-int line_of(const YAML::Node& node, const JsonPath& path, std::size_t depth, int line) {
+int line_of(const YAML::Node& node, const SchemaPath& path, std::size_t depth, int line) {
   if (depth == path.size()) return line;
   const auto& step = path[depth];
   if (const auto* key = std::get_if<std::string>(&step); key != nullptr && node.IsMap()) {
@@ -266,9 +266,17 @@ void read_pg_projector(const json& object, const std::string& topic_prefix, std:
     for (const auto& type : read_strings(projection, "aggregate_types"))
       config.topics.push_back(event_topic_name(topic_prefix, type));
     for (auto& topic : read_strings(projection, "topics")) config.topics.push_back(std::move(topic));
+    read(projection, "schema", config.schema);
     read(projection, "setup", config.setup);
+    bool uses_placeholder = config.setup.find("{{schema}}") != std::string::npos;
     for (const auto& handler : projection["events"]) {
       config.handlers.push_back({read_strings(handler, "types"), read_strings(handler, "sql")});
+      for (const auto& sql : config.handlers.back().statements)
+        uses_placeholder = uses_placeholder || sql.find("{{schema}}") != std::string::npos;
+    }
+    if (uses_placeholder && config.schema.empty()) {
+      problems.push_back(fmt::format("{}: pg_projector.projections: '{}' writes {{{{schema}}}} but has no 'schema' key",
+                                     source, config.name));
     }
   }
   if (!problems.empty()) fail(problems);

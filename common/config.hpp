@@ -108,6 +108,10 @@ struct SqlHandlerConfig {
 struct SqlProjectionConfig {
   std::string name;
   std::vector<std::string> topics;  // full topic names (aggregate_types resolved with the prefix)
+  // The read schema the projection writes into; empty: wherever its SQL says. Its setup and
+  // statements may write {{schema}}, replaced by the quoted identifier when they are compiled, so
+  // `syncline-ctl resync replay` can compile the same SQL against a shadow schema.
+  std::string schema;
   std::string setup;                // idempotent SQL run on every (re)connect; empty: none
   std::vector<SqlHandlerConfig> handlers;
 };

@@ -2,6 +2,8 @@
 // parameters typed by what PostgreSQL inferred for each statement.
 #include "consumers/pg/sql_projection.hpp"
 
+#include "consumers/pg/mirror_projection.hpp"
+
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -523,9 +525,39 @@ CompiledSql compile_named_parameters(std::string_view sql) { return NamedParamet
 // ---------------------------------------------------------------------------------------------
 // SqlProjection
 
+std::string expand_schema_placeholder(std::string_view sql, const std::string& schema) {
+  std::string out;
+  std::size_t from = 0;
+  for (auto at = sql.find(kSchemaPlaceholder); at != std::string_view::npos;
+       at = sql.find(kSchemaPlaceholder, from)) {
+    if (schema.empty()) throw std::invalid_argument("it writes {{schema}} but the projection has no 'schema' key");
+    out.append(sql.substr(from, at - from));
+    out += mirror_sql::quote_identifier(schema);
+    from = at + kSchemaPlaceholder.size();
+  }
+  out.append(sql.substr(from));
+  return out;
+}
+
+bool uses_schema_placeholder(const SqlProjectionConfig& config) {
+  if (config.setup.find(kSchemaPlaceholder) != std::string::npos) return true;
+  for (const auto& handler : config.handlers)
+    for (const auto& sql : handler.statements)
+      if (sql.find(kSchemaPlaceholder) != std::string::npos) return true;
+  return false;
+}
+
 SqlProjection::SqlProjection(SqlProjectionConfig config) : config_(std::move(config)) {
   const std::string projection = "projection " + config_.name;
   if (config_.name.empty()) throw std::invalid_argument("a SQL projection needs a name");
+  // The same SQL compiles against the live schema or a replay's shadow schema.
+  try {
+    config_.setup = expand_schema_placeholder(config_.setup, config_.schema);
+    for (auto& handler : config_.handlers)
+      for (auto& sql : handler.statements) sql = expand_schema_placeholder(sql, config_.schema);
+  } catch (const std::invalid_argument& error) {
+    throw std::invalid_argument(projection + ": " + error.what());
+  }
   if (config_.topics.empty()) throw std::invalid_argument(projection + ": no topics to read");
   if (config_.handlers.empty()) throw std::invalid_argument(projection + ": no event handlers");
 
@@ -581,6 +613,8 @@ bool SqlProjection::wants(std::string_view topic, std::string_view type) const {
 }
 
 void SqlProjection::setup(Session& session) {
+  if (!config_.schema.empty())
+    session.connection().exec("CREATE SCHEMA IF NOT EXISTS " + mirror_sql::quote_identifier(config_.schema));
   // No parameters: the simple query protocol, so the setup may hold several statements.
   if (!config_.setup.empty()) session.connection().exec(config_.setup);
   // Prepared again on every (re)connect: the setup SQL may just have changed the tables, and so

@@ -43,6 +43,16 @@ struct CompiledSql {
 // the same path written both with and without '?', and unterminated quotes or comments.
 CompiledSql compile_named_parameters(std::string_view sql);
 
+// What a projection's setup and statements write where its configured `schema` goes.
+inline constexpr std::string_view kSchemaPlaceholder = "{{schema}}";
+
+// `sql` with every {{schema}} replaced by `schema` as a quoted identifier ("name"). Throws
+// std::invalid_argument when `sql` holds the placeholder and `schema` is empty.
+std::string expand_schema_placeholder(std::string_view sql, const std::string& schema);
+
+// Whether the projection's setup or any of its statements writes {{schema}}.
+bool uses_schema_placeholder(const SqlProjectionConfig& config);
+
 // A Projection from SqlProjectionConfig: for each wanted event, the statements of every handler
 // listing its type, in config order, with parameters bound from the envelope as text in the form
 // PostgreSQL's input function for the inferred parameter type accepts (see sql_projection.cpp).
@@ -51,15 +61,15 @@ CompiledSql compile_named_parameters(std::string_view sql);
 // Owned by the projector service; like every Projection, used from its consumer thread only.
 class SqlProjection final : public Projection {
  public:
-  // Compiles every statement; throws std::invalid_argument naming the projection, the handler's
-  // event types and the problem.
+  // Replaces {{schema}} by the configured schema and compiles every statement; throws
+  // std::invalid_argument naming the projection, the handler's event types and the problem.
   explicit SqlProjection(SqlProjectionConfig config);
 
   const std::string& name() const override { return config_.name; }
   const std::vector<std::string>& topics() const override { return config_.topics; }
   bool wants(std::string_view topic, std::string_view type) const override;
 
-  // Runs the configured setup SQL, then prepares every statement so that a syntax error or an
+  // Creates the configured schema (when set) and runs the configured setup SQL, then prepares every statement so that a syntax error or an
   // unknown table fails start-up (pg::PgError propagates) rather than the first matching event.
   void setup(Session& session) override;
   void plan(std::span<const Event* const> events, const std::unordered_set<std::size_t>& isolated,

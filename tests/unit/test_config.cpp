@@ -331,6 +331,40 @@ TEST(Config, pg_projector_names_used_twice_and_colliding_mirror_tables_are_error
   EXPECT_THAT(error, HasSubstr("the name 'p' is used twice"));
 }
 
+TEST(Config, a_sql_projection_may_name_its_schema_and_write_the_schema_placeholder) {
+  const auto config = config_from_string(
+      "kafka: {bootstrap_servers: 'k:9092', topic_prefix: app}\n"
+      "pg_projector:\n"
+      "  projections:\n"
+      "    - name: summary\n"
+      "      schema: read_models\n"
+      "      aggregate_types: conversation\n"
+      "      setup: CREATE TABLE IF NOT EXISTS {{schema}}.s (id text)\n"
+      "      events:\n"
+      "        - types: MessageSent\n"
+      "          sql: INSERT INTO {{schema}}.s VALUES (:aggregate_id)\n",
+      "test.yaml", with_env({}));
+  ASSERT_EQ(config.pg_projector.projections.size(), 1u);
+  const auto& projection = config.pg_projector.projections[0];
+  EXPECT_EQ(projection.schema, "read_models");
+  // Kept as written: the projection replaces the placeholder when it compiles its SQL.
+  EXPECT_EQ(projection.setup, "CREATE TABLE IF NOT EXISTS {{schema}}.s (id text)");
+}
+
+TEST(Config, the_schema_placeholder_without_a_schema_key_is_an_error_naming_the_projection) {
+  EXPECT_THAT(load_error("kafka: {bootstrap_servers: 'k:9092'}\n"
+                         "pg_projector:\n"
+                         "  projections:\n"
+                         "    - name: counters\n"
+                         "      topics: t\n"
+                         "      events: [{types: A, sql: 'UPDATE {{schema}}.c SET n = n + 1'}]\n"),
+              HasSubstr("'counters' writes {{schema}} but has no 'schema' key"));
+  EXPECT_THAT(load_error("kafka: {bootstrap_servers: 'k:9092'}\n"
+                         "pg_projector: {projections: [{name: p, schema: Bad-Name, topics: t, "
+                         "events: [{types: A, sql: SELECT 1}]}]}\n"),
+              HasSubstr("schema"));
+}
+
 TEST(Config, a_pg_projection_without_topics_or_events_is_rejected) {
   EXPECT_THAT(load_error("kafka: {bootstrap_servers: 'k:9092'}\n"
                          "pg_projector: {projections: [{name: p, events: [{types: A, sql: SELECT 1}]}]}\n"),

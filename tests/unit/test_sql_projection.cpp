@@ -692,3 +692,60 @@ TEST(SqlProjectionConversion, decodes_the_producers_base64_into_bytea_hex) {
 
 }  // namespace
 }  // namespace syncline::pg_projector
+
+namespace syncline::pg_projector {
+namespace {
+
+// --- The {{schema}} placeholder ---
+
+TEST(SqlSchemaPlaceholder, is_replaced_everywhere_by_the_quoted_schema) {
+  EXPECT_EQ(expand_schema_placeholder("INSERT INTO {{schema}}.t SELECT * FROM {{schema}}.u", "rm__resync"),
+            "INSERT INTO \"rm__resync\".t SELECT * FROM \"rm__resync\".u");
+  EXPECT_EQ(expand_schema_placeholder("SELECT 1", ""), "SELECT 1");
+  EXPECT_EQ(expand_schema_placeholder("{{schema}}", "a\"b"), "\"a\"\"b\"");
+}
+
+TEST(SqlSchemaPlaceholder, without_a_schema_is_an_error) {
+  EXPECT_THROW(expand_schema_placeholder("UPDATE {{schema}}.t SET n = 1", ""), std::invalid_argument);
+}
+
+TEST(SqlSchemaPlaceholder, is_detected_in_the_setup_or_any_statement) {
+  SqlProjectionConfig config;
+  config.handlers = {{{"A"}, {"SELECT 1", "UPDATE {{schema}}.t SET n = n + 1"}}};
+  EXPECT_TRUE(uses_schema_placeholder(config));
+  config.handlers = {{{"A"}, {"SELECT 1"}}};
+  EXPECT_FALSE(uses_schema_placeholder(config));
+  config.setup = "CREATE TABLE {{schema}}.t (n int)";
+  EXPECT_TRUE(uses_schema_placeholder(config));
+}
+
+TEST(SqlSchemaPlaceholder, compiles_the_same_projection_against_another_schema) {
+  SqlProjectionConfig config;
+  config.name = "counters";
+  config.topics = {"app.events.counter"};
+  config.schema = "counters__resync";
+  config.handlers = {{{"Incremented"}, {"INSERT INTO {{schema}}.c (id) VALUES (:aggregate_id)"}}};
+  SqlProjection projection(config);
+  FakeSession session;
+  session.types["INSERT INTO \"counters__resync\".c (id) VALUES ($1)"] = {oid::kText};
+  const auto sink = plan_batch(projection, session, {envelope("Incremented", json::object())});
+  ASSERT_EQ(sink.added.size(), 1u) << (sink.rejected.empty() ? "" : sink.rejected.begin()->second);
+  EXPECT_EQ(sink.added[0].sql, "INSERT INTO \"counters__resync\".c (id) VALUES ($1)");
+}
+
+TEST(SqlSchemaPlaceholder, a_projection_writing_it_without_a_schema_is_refused_naming_the_projection) {
+  SqlProjectionConfig config;
+  config.name = "counters";
+  config.topics = {"app.events.counter"};
+  config.handlers = {{{"Incremented"}, {"UPDATE {{schema}}.c SET n = n + 1"}}};
+  try {
+    SqlProjection projection(config);
+    ADD_FAILURE() << "constructed";
+  } catch (const std::invalid_argument& error) {
+    EXPECT_THAT(error.what(), HasSubstr("projection counters"));
+    EXPECT_THAT(error.what(), HasSubstr("'schema'"));
+  }
+}
+
+}  // namespace
+}  // namespace syncline::pg_projector
