@@ -167,8 +167,8 @@ std::vector<ItemResult> all(std::size_t count, const ItemResult& result) {
 }
 
 // The create-index body of the physical index behind the alias: the configured settings and
-// mappings, what versioned writes need, and the alias itself.
-json create_index_body(const EsIndexConfig& index) {
+// mappings, what versioned writes need, and (with_alias) the alias itself.
+json create_index_body(const EsIndexConfig& index, bool with_alias = true) {
   const auto object_from = [&](const std::string& text, std::string_view what) {
     json parsed = json::parse(text.empty() ? std::string("{}") : text, nullptr, false);
     if (!parsed.is_object()) {
@@ -200,6 +200,7 @@ json create_index_body(const EsIndexConfig& index) {
   } else {
     properties[version_field] = {{"type", "long"}};
   }
+  if (!with_alias) return {{"settings", settings}, {"mappings", mappings}};
   return {{"settings", settings}, {"mappings", mappings}, {"aliases", {{index.name, json::object()}}}};
 }
 
@@ -275,6 +276,93 @@ void EsClient::ensure_index(const EsIndexConfig& index) {
                     physical, index.name));
   }
   throw_for(request, created);
+}
+
+void EsClient::create_index(const EsIndexConfig& index, const std::string& physical, const json& meta) {
+  json body = create_index_body(index, false);
+  if (meta.is_object() && !meta.empty()) {
+    json& stored = body["mappings"]["_meta"];
+    if (!stored.is_object()) stored = json::object();
+    for (const auto& [key, value] : meta.items()) stored[key] = value;
+  }
+  const http::Response created =
+      send(client_, {.method = "PUT", .path = "/" + path_segment(physical), .body = body.dump()});
+  if (created.status != 200) throw_for("PUT /" + physical, created);
+  logger()->info("created index {} (not aliased)", physical);
+}
+
+std::vector<IndexInfo> EsClient::indices(const std::string& pattern) {
+  // '*' stays a wildcard; everything else is escaped as in any other path.
+  std::string path = "/";
+  std::string_view rest = pattern;
+  for (auto star = rest.find('*'); star != std::string_view::npos; star = rest.find('*')) {
+    path += path_segment(rest.substr(0, star)) + "*";
+    rest.remove_prefix(star + 1);
+  }
+  path += path_segment(rest);
+  const std::string request = "GET /" + pattern;
+  const http::Response response = send(client_, get(path + "?expand_wildcards=open,closed"));
+  if (response.status == 404) return {};
+  if (response.status != 200) throw_for(request, response);
+  const json body = json::parse(response.body, nullptr, false);
+  if (!body.is_object()) throw SearchUnavailable(request + ": unreadable answer", response.status);
+  std::vector<IndexInfo> found;
+  for (const auto& [name, entry] : body.items()) {
+    IndexInfo info{name, {}, json::object()};
+    if (entry.is_object() && entry.contains("aliases") && entry["aliases"].is_object()) {
+      for (const auto& [alias, ignored] : entry["aliases"].items()) info.aliases.push_back(alias);
+    }
+    if (entry.is_object() && entry.contains("mappings") && entry["mappings"].is_object() &&
+        entry["mappings"].contains("_meta") && entry["mappings"]["_meta"].is_object()) {
+      info.meta = entry["mappings"]["_meta"];
+    }
+    found.push_back(std::move(info));
+  }
+  std::sort(found.begin(), found.end(),
+            [](const IndexInfo& a, const IndexInfo& b) { return a.name < b.name; });
+  return found;
+}
+
+void EsClient::swap_alias(const std::string& alias, const std::string& from, const std::string& to) {
+  const json actions = {{"actions", json::array({{{"remove", {{"index", from}, {"alias", alias}}}},
+                                                 {{"add", {{"index", to}, {"alias", alias}}}}})}};
+  const http::Response response = send(client_, post("/_aliases", actions.dump()));
+  if (response.status != 200)
+    throw_for(fmt::format("POST /_aliases (move {} from {} to {})", alias, from, to), response);
+  logger()->info("alias {} moved from {} to {}", alias, from, to);
+}
+
+void EsClient::merge_meta(const std::string& physical, const json& meta) {
+  const std::string path = "/" + path_segment(physical) + "/_mapping";
+  const http::Response current = send(client_, get(path));
+  if (current.status != 200) throw_for("GET /" + physical + "/_mapping", current);
+  const json body = json::parse(current.body, nullptr, false);
+  json merged = json::object();
+  if (body.is_object() && body.contains(physical) && body[physical].is_object()) {
+    const json& mappings = body[physical].value("mappings", json::object());
+    if (mappings.is_object() && mappings.contains("_meta") && mappings["_meta"].is_object())
+      merged = mappings["_meta"];
+  }
+  for (const auto& [key, value] : meta.items()) merged[key] = value;
+  const http::Response updated =
+      send(client_, {.method = "PUT", .path = path, .body = json{{"_meta", merged}}.dump()});
+  if (updated.status != 200) throw_for("PUT /" + physical + "/_mapping", updated);
+}
+
+void EsClient::delete_index(const std::string& physical) {
+  const http::Response response = send(client_, {.method = "DELETE", .path = "/" + path_segment(physical)});
+  if (response.status == 404) return;
+  if (response.status != 200) throw_for("DELETE /" + physical, response);
+  logger()->info("deleted index {}", physical);
+}
+
+std::int64_t EsClient::count(const std::string& index) {
+  const http::Response response = send(client_, get("/" + path_segment(index) + "/_count"));
+  if (response.status != 200) throw_for("GET /" + index + "/_count", response);
+  const json body = json::parse(response.body, nullptr, false);
+  if (!body.is_object() || !body.contains("count") || !body["count"].is_number_integer())
+    throw SearchUnavailable("GET /" + index + "/_count: unreadable answer", response.status);
+  return body["count"].get<std::int64_t>();
 }
 
 std::string EsClient::physical_index(const std::string& alias) {

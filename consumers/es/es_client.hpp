@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -67,6 +68,13 @@ class IndexSetupError : public SearchRequestError {
       : SearchRequestError(what, 0, "syncline_index_setup", what) {}
 };
 
+// A physical index as syncline-ctl's resync sees it: its aliases and its mapping's _meta.
+struct IndexInfo {
+  std::string name;
+  std::vector<std::string> aliases;
+  nlohmann::json meta = nlohmann::json::object();  // mappings._meta ({} when absent)
+};
+
 // Owned by the es-projector's consumer thread (one libcurl handle: not thread-safe).
 class EsClient : public DocumentLookup {
  public:
@@ -87,6 +95,31 @@ class EsClient : public DocumentLookup {
   // documents must outlive replays), and the alias in the same request. Safe against another
   // instance doing the same. Throws IndexSetupError when a concrete index is named like the alias.
   void ensure_index(const EsIndexConfig& index);
+
+  // Creates the physical index `physical` with the settings and mappings ensure_index() would
+  // give it (kVersionField, gc_deletes), WITHOUT the alias, and `meta` as the mapping's _meta
+  // (merged over a configured _meta). A resync builds its shadow index this way. Throws
+  // SearchRequestError (resource_already_exists_exception when it exists).
+  void create_index(const EsIndexConfig& index, const std::string& physical,
+                    const nlohmann::json& meta = nlohmann::json::object());
+
+  // Every index whose name matches `pattern` (a wildcard such as "messages_v*"), with its aliases
+  // and _meta; empty when none matches.
+  std::vector<IndexInfo> indices(const std::string& pattern);
+
+  // Moves `alias` from index `from` to index `to` in ONE POST /_aliases request, which the engine
+  // applies atomically: a search on the alias sees either index, never none. Throws
+  // SearchRequestError when `from` does not hold the alias (nothing is changed then).
+  void swap_alias(const std::string& alias, const std::string& from, const std::string& to);
+
+  // Replaces the keys of `meta` in the index's mapping _meta (other keys stay).
+  void merge_meta(const std::string& physical, const nlohmann::json& meta);
+
+  // Deletes a physical index; one that does not exist is not an error.
+  void delete_index(const std::string& physical);
+
+  // The number of documents searchable in `index` (an alias or an index).
+  std::int64_t count(const std::string& index);
 
   // The index `alias` points to (its write index when it points to several). Throws
   // SearchRequestError (status 404) when the alias does not exist.
