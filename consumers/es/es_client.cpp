@@ -145,6 +145,11 @@ ItemResult classify_item(const json& item) {
       if (!has_error && action == "delete") return {ItemOutcome::done, status, {}};
       if (error.type == "index_not_found_exception") return {ItemOutcome::retry, status, reason};
       break;
+    case 403:
+      // A write block (set by a resync's hand-over, or the engine's flood-stage disk protection)
+      // passes: wait for it rather than dead-letter the event.
+      if (error.type == "cluster_block_exception") return {ItemOutcome::retry, status, reason};
+      break;
     case 409:
       return {ItemOutcome::stale, status, reason};
     case 0:
@@ -330,6 +335,13 @@ void EsClient::swap_alias(const std::string& alias, const std::string& from, con
   if (response.status != 200)
     throw_for(fmt::format("POST /_aliases (move {} from {} to {})", alias, from, to), response);
   logger()->info("alias {} moved from {} to {}", alias, from, to);
+}
+
+void EsClient::set_write_block(const std::string& physical, bool blocked) {
+  const std::string path = "/" + path_segment(physical) + "/_settings";
+  const json body = {{"index", {{"blocks", {{"write", blocked ? json(true) : json(nullptr)}}}}}};
+  const http::Response response = send(client_, {.method = "PUT", .path = path, .body = body.dump()});
+  if (response.status != 200) throw_for("PUT /" + physical + "/_settings", response);
 }
 
 void EsClient::merge_meta(const std::string& physical, const json& meta) {

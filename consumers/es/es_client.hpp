@@ -114,6 +114,10 @@ class EsClient : public DocumentLookup {
 
   // Replaces the keys of `meta` in the index's mapping _meta (other keys stay).
   void merge_meta(const std::string& physical, const nlohmann::json& meta);
+  // Sets or lifts index.blocks.write on a physical index. While it is set, writes to the index are
+  // answered 403 cluster_block_exception, which bulk() classifies as retry: a writer waits, it
+  // does not dead-letter.
+  void set_write_block(const std::string& physical, bool blocked);
 
   // Deletes a physical index; one that does not exist is not an error.
   void delete_index(const std::string& physical);

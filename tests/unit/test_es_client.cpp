@@ -170,6 +170,18 @@ TEST(EsClientBulkResponse, MissingIndexOrAliasIsRetriedNotRejected) {
   }
 }
 
+TEST(EsClientBulkResponse, AWriteBlockIsWaitedForNotRejected) {
+  // Set by a resync's hand-over, or by the engine's flood-stage disk protection: both pass.
+  const std::string body = R"({"errors":true,"took":0,"items":[
+    {"index":{"_index":"messages_v1","_id":"1","status":403,"error":{"type":"cluster_block_exception","reason":"index [messages_v1] blocked by: [FORBIDDEN/8/index write (api)];"}}},
+    {"index":{"_index":"messages_v1","_id":"2","status":403,"error":{"type":"security_exception","reason":"action [indices:data/write/bulk[s]] is unauthorized"}}}]})";
+  const auto results = EsClient::parse_bulk_response(body, 2);
+  ASSERT_EQ(results.size(), 2U);
+  EXPECT_EQ(results[0].outcome, ItemOutcome::retry);
+  EXPECT_NE(results[0].reason.find("cluster_block_exception"), std::string::npos) << results[0].reason;
+  EXPECT_EQ(results[1].outcome, ItemOutcome::reject);  // any other 403 is not a block that passes
+}
+
 TEST(EsClientBulkResponse, OverloadAndUnavailableShardsAreRetriedWithTheirReason) {
   const std::string body = R"({"errors":true,"took":1,"items":[
     {"index":{"_index":"messages_v1","_id":"1","status":429,"error":{"type":"es_rejected_execution_exception","reason":"rejected execution of primary operation [coordinating_and_primary_bytes=0, replica_bytes=0, all_bytes=0, primary_operation_bytes=1024, max_coordinating_and_primary_bytes=1024]"}}},

@@ -198,6 +198,9 @@ using es_replay::Positions;
 using nlohmann::json;
 
 constexpr auto kAdminTimeout = 15s;
+// _meta key on an index whose writes a replay blocked for its swap (value: the new index), so a
+// later run can lift a block that a killed run left behind.
+constexpr const char* kWriteBlockMarker = "syncline_write_blocked_by";
 
 std::shared_ptr<spdlog::logger> logger() { return log::get("es-replay"); }
 
@@ -333,6 +336,17 @@ class EsReplay {
 
   void prepare_indices();
   void open_consumer(bool resume);
+  // The hand-over's write block on the old index (see run()); marked in its _meta first.
+  void block_write(const std::string& index) {
+    client_.merge_meta(index, {{kWriteBlockMarker, layout_.shadow}});
+    client_.set_write_block(index, true);
+    write_blocked_ = true;
+  }
+  void lift_write_block(const std::string& index) {
+    client_.set_write_block(index, false);
+    client_.merge_meta(index, {{kWriteBlockMarker, nullptr}});
+    write_blocked_ = false;
+  }
   // Reads and applies until `finished()` (checked at most every check_interval, or when idle).
   void pump(const std::function<bool()>& finished);
   void collect(std::vector<Record>& batch);
@@ -369,7 +383,8 @@ class EsReplay {
   Positions committed_;     // the shadow group's committed offsets
   Positions last_targets_;  // what the progress bar counts towards
   bool interruptible_ = true;
-  bool eager_ = false;  // batches without lingering (settling at the end before the swap)
+  bool eager_ = false;
+  bool write_blocked_ = false;  // batches without lingering (settling at the end before the swap)
   std::optional<Clock::time_point> give_up_at_;  // set by an interrupt during the hand-over
   EsReplayResult result_;
   std::unique_ptr<DeadLetterPublisher> dead_letters_;
@@ -417,6 +432,14 @@ void EsReplay::prepare_indices() {
       es_replay::plan_layout(alias_, live, client_.indices(alias_ + "_v*"), std::chrono::system_clock::now());
   result_.old_index = layout_.live;
   result_.new_index = layout_.shadow;
+  for (const auto& index : client_.indices(alias_ + "_v*")) {
+    // A run killed during its swap left its write block on the live index: the live projector is
+    // waiting on it (retrying, nothing lost). Lift it before anything else.
+    const auto marker = index.meta.find(kWriteBlockMarker);
+    if (marker == index.meta.end() || !marker->is_string()) continue;
+    lift_write_block(index.name);
+    note(fmt::format("lifted the write block an interrupted replay left on {}", index.name));
+  }
   const auto now = std::chrono::system_clock::now();
   for (const auto& name : layout_.delete_now) {
     client_.delete_index(name);
@@ -788,35 +811,48 @@ EsReplayResult EsReplay::run() {
     return result_;
   }
 
-  // Swap: searchable first, then one atomic alias request, right after the shadow is seen at the
-  // end of every partition. The live projector's committed offsets lag what it has already
-  // written to the old index by up to a batch; were the shadow behind that at the swap, the live
-  // projector's next partial update of such a document would read the new index's older copy.
+  // Swap. The live projector's committed offsets lag what it has already written to the old index
+  // by up to a batch, and a partial update it makes right after the swap reads the new index: the
+  // new index must then hold everything it wrote to the old one. So writes to the old index are
+  // blocked first (the live projector's bulk items wait and retry, they are not dead-lettered),
+  // the shadow applies every event up to the end offsets read after the block — which covers
+  // every write the old index accepted — and only then the alias moves, in one request. The
+  // block is lifted right after (or on any failure before) the swap.
   client_.refresh(layout_.shadow);
   try {
     // Batches without lingering now: under a steady stream the end moves on while a batch waits.
     eager_ = true;
     const auto settle_until = Clock::now() + 30s;
-    while (true) {
+    while (true) {  // close to the end first, so the block below is short
       const Positions ends = end_offsets();
-      if (es_replay::reached(next_, ends)) break;
-      if (Clock::now() >= settle_until) {
-        logger()->warn(
-            "the topics grow faster than the replay settles at their end; swapping at the live position");
-        break;
-      }
+      if (es_replay::reached(next_, ends) || Clock::now() >= settle_until) break;
       pump([&] { return es_replay::reached(next_, ends); });
     }
+    block_write(layout_.live);
+    const Positions block_ends = end_offsets();
+    pump([&] { return es_replay::reached(next_, block_ends); });
     eager_ = false;
-  } catch (const Interrupted&) {
-    result_.interrupted = true;
-    result_.seconds = elapsed();
-    progress_.finish(fmt::format("interrupted: {} keeps pointing at {}; run the replay again to resume {}",
-                                 alias_, layout_.live, layout_.shadow));
-    return result_;
+  } catch (...) {
+    eager_ = false;
+    if (write_blocked_) lift_write_block(layout_.live);
+    try {
+      throw;
+    } catch (const Interrupted&) {
+      result_.interrupted = true;
+      result_.seconds = elapsed();
+      progress_.finish(fmt::format("interrupted: {} keeps pointing at {}; run the replay again to resume {}",
+                                   alias_, layout_.live, layout_.shadow));
+      return result_;
+    }
   }
   interruptible_ = false;
-  client_.swap_alias(alias_, layout_.live, layout_.shadow);
+  try {
+    client_.swap_alias(alias_, layout_.live, layout_.shadow);
+  } catch (...) {
+    lift_write_block(layout_.live);
+    throw;
+  }
+  lift_write_block(layout_.live);
   result_.swapped = true;
   progress_.finish(fmt::format("alias {} moved from {} to {}", alias_, layout_.live, layout_.shadow));
 
