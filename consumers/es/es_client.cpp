@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <set>
 #include <cctype>
 #include <nlohmann/json.hpp>
 
@@ -617,6 +618,29 @@ bool EsClient::healthy() {
   } catch (const std::exception&) {
     return false;
   }
+}
+
+BulkRetry sort_bulk_results(const std::vector<const BulkAction*>& actions, const std::vector<ItemResult>& results,
+                            const std::function<void(const BulkAction&, const ItemResult&)>& settled) {
+  BulkRetry retry;
+  std::set<std::pair<std::string, std::string>> retrying;  // (index, id) with an item to resend
+  for (std::size_t i = 0; i < actions.size(); ++i) {
+    const BulkAction& action = *actions[i];
+    std::pair<std::string, std::string> document{action.index, action.id};
+    if (results[i].outcome == ItemOutcome::retry || retrying.contains(document)) {
+      retry.again.push_back(&action);
+      retrying.insert(std::move(document));
+      if (retry.reason.empty()) retry.reason = results[i].reason;
+      continue;
+    }
+    settled(action, results[i]);
+  }
+  return retry;
+}
+
+bool too_large_for_engine(std::size_t actions, const std::vector<ItemResult>& results) {
+  return actions > 1 && !results.empty() &&
+         std::all_of(results.begin(), results.end(), [](const ItemResult& r) { return r.status == 413; });
 }
 
 }  // namespace syncline::es_projector

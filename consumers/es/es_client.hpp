@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -76,6 +77,21 @@ struct IndexInfo {
 };
 
 // Owned by the es-projector's consumer thread (one libcurl handle: not thread-safe).
+// What a bulk answer leaves to do, the same for the projector and a resync replay: the actions
+// to send again (the failed ones, and every later action on the same document after them: an
+// equal version, from the same transaction, would otherwise let the older one win), with the
+// first retry's reason. `settled` is called for every other action with its result.
+struct BulkRetry {
+  std::vector<const BulkAction*> again;
+  std::string reason;
+};
+BulkRetry sort_bulk_results(const std::vector<const BulkAction*>& actions, const std::vector<ItemResult>& results,
+                            const std::function<void(const BulkAction&, const ItemResult&)>& settled);
+
+// Whether the engine refused a request of several actions as too large (413 for every item):
+// resent whole it can never fit, so the sender halves it.
+bool too_large_for_engine(std::size_t actions, const std::vector<ItemResult>& results);
+
 class EsClient : public DocumentLookup {
  public:
   // Batches above this many documents are fetched in several _mget requests.

@@ -230,8 +230,7 @@ void EsProjectorService::send_bulk(std::vector<const BulkAction*> actions) {
       results.assign(actions.size(), ItemResult{ItemOutcome::retry, 0, error.what()});
     }
     // Too large for the engine (413): resending it whole can never fit, so halve it.
-    if (actions.size() > 1 && !results.empty() &&
-        std::all_of(results.begin(), results.end(), [](const ItemResult& r) { return r.status == 413; })) {
+    if (too_large_for_engine(actions.size(), results)) {
       const auto middle = actions.begin() + static_cast<std::ptrdiff_t>(actions.size() / 2);
       logger()->warn("bulk request of {} action(s) too large for the engine; splitting it", actions.size());
       send_bulk({actions.begin(), middle});
@@ -240,21 +239,8 @@ void EsProjectorService::send_bulk(std::vector<const BulkAction*> actions) {
     }
     bulk_actions_.observe(static_cast<double>(actions.size()));
     bulk_seconds_.observe(std::chrono::duration<double>(Clock::now() - started).count());
-    std::vector<const BulkAction*> again;
-    std::set<std::pair<std::string, std::string>> retrying;  // (index, id) with an item to resend
-    std::string reason;
-    for (std::size_t i = 0; i < actions.size(); ++i) {
-      const BulkAction& action = *actions[i];
-      const std::pair<std::string, std::string> document{action.index, action.id};
-      // A later action on a document whose earlier one is resent goes again too, after it: an
-      // equal version (same transaction) would otherwise let the older one win.
-      if (results[i].outcome == ItemOutcome::retry || retrying.contains(document)) {
-        again.push_back(&action);
-        retrying.insert(document);
-        if (reason.empty()) reason = results[i].reason;
-        continue;
-      }
-      switch (results[i].outcome) {
+    auto [again, reason] = sort_bulk_results(actions, results, [&](const BulkAction& action, const ItemResult& result) {
+      switch (result.outcome) {
         case ItemOutcome::done:
           (action.kind == BulkAction::Kind::index ? indexed_ : deleted_).inc();
           break;
@@ -262,12 +248,12 @@ void EsProjectorService::send_bulk(std::vector<const BulkAction*> actions) {
           stale_.inc();
           break;
         case ItemOutcome::reject:
-          dead_letter(action.event, fmt::format("index {} document {}: {}", action.index, action.id, results[i].reason));
+          dead_letter(action.event, fmt::format("index {} document {}: {}", action.index, action.id, result.reason));
           break;
         case ItemOutcome::retry:
           break;
       }
-    }
+    });
     if (again.empty()) return;
     retried_.inc(static_cast<double>(again.size()));
     logger()->warn("{} of {} bulk item(s) to retry: {}", again.size(), actions.size(), reason);

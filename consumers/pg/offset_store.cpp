@@ -94,6 +94,16 @@ std::map<kafka::TopicPartition, StoredOffset> OffsetStore::load(
   return stored;
 }
 
+void OffsetAdvance::record_source(const nlohmann::json& envelope) {
+  if (!envelope.is_object() || !envelope.contains("source")) return;
+  const nlohmann::json& source = envelope.at("source");
+  if (!source.is_object()) return;
+  if (source.contains("commit_lsn") && source.at("commit_lsn").is_string())
+    last_commit_lsn = Lsn::parse(source.at("commit_lsn").get<std::string>());
+  if (source.contains("commit_ts") && source.at("commit_ts").is_string())
+    last_commit_ts = source.at("commit_ts").get<std::string>();
+}
+
 const std::string& OffsetStore::advance_sql() {
   static const std::string sql = "SELECT syncline.advance_offset($1, $2, $3, $4, $5, $6, $7)";
   return sql;

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -31,6 +32,9 @@ struct OffsetAdvance {
   std::int64_t next_offset = 0;
   std::optional<Lsn> last_commit_lsn;
   std::optional<std::string> last_commit_ts;  // ISO-8601, from the last event's source.commit_ts
+
+  // Takes last_commit_lsn / last_commit_ts from the last applied event's envelope (when it has them).
+  void record_source(const nlohmann::json& envelope);
 };
 
 // Stateless apart from the group name; the connection is the caller's.

@@ -350,10 +350,7 @@ ProjectorService::Attempt ProjectorService::apply_once() {
   std::vector<OffsetAdvance> advances;
   for (const auto& [partition, next] : next_offsets) {
     OffsetAdvance advance{partition, partitions_[partition].stored, next, std::nullopt, std::nullopt};
-    if (const auto it = last_values.find(partition); it != last_values.end()) {
-      if (const auto* lsn = source_field(*it->second, "commit_lsn")) advance.last_commit_lsn = Lsn::parse(lsn->get<std::string>());
-      if (const auto* ts = source_field(*it->second, "commit_ts")) advance.last_commit_ts = ts->get<std::string>();
-    }
+    if (const auto it = last_values.find(partition); it != last_values.end()) advance.record_source(*it->second);
     advances.push_back(std::move(advance));
   }
 

@@ -336,6 +336,9 @@ class EsReplay {
 
   void prepare_indices();
   void open_consumer(bool resume);
+  // Builds the shadow up to the live position, then to the end of the topics under a write block
+  // on the old index (set when it returns). Throws Interrupted, with no block left.
+  void build_to_swap();
   // The hand-over's write block on the old index (see run()); marked in its _meta first.
   void block_write(const std::string& index) {
     client_.merge_meta(index, {{kWriteBlockMarker, layout_.shadow}});
@@ -684,32 +687,18 @@ void EsReplay::send_bulk(std::vector<const BulkAction*> actions, std::vector<Rec
       results.assign(actions.size(), ItemResult{ItemOutcome::retry, 0, error.what()});
     }
     // Too large for the engine (413): resending it whole can never fit, so halve it.
-    if (actions.size() > 1 &&
-        std::all_of(results.begin(), results.end(), [](const ItemResult& r) { return r.status == 413; })) {
+    if (too_large_for_engine(actions.size(), results)) {
       const auto middle = actions.begin() + static_cast<std::ptrdiff_t>(actions.size() / 2);
       send_bulk({actions.begin(), middle}, batch);
       send_bulk({middle, actions.end()}, batch);
       return;
     }
-    std::vector<const BulkAction*> again;
-    std::set<std::pair<std::string, std::string>> retrying;
-    std::string reason;
-    for (std::size_t i = 0; i < actions.size(); ++i) {
-      const BulkAction& action = *actions[i];
-      const std::pair<std::string, std::string> document{action.index, action.id};
-      // A later action on a document whose earlier one is resent goes again too, after it: an
-      // equal version (same transaction) would otherwise let the older one win.
-      if (results[i].outcome == ItemOutcome::retry || retrying.contains(document)) {
-        again.push_back(&action);
-        retrying.insert(document);
-        if (reason.empty()) reason = results[i].reason;
-        continue;
-      }
-      if (results[i].outcome == ItemOutcome::reject) {
+    auto [again, reason] = sort_bulk_results(actions, results, [&](const BulkAction& action, const ItemResult& result) {
+      if (result.outcome == ItemOutcome::reject) {
         dead_letter(batch[action.event],
-                    fmt::format("index {} document {}: {}", action.index, action.id, results[i].reason));
+                    fmt::format("index {} document {}: {}", action.index, action.id, result.reason));
       }
-    }
+    });
     if (again.empty()) return;
     logger()->warn("{} of {} bulk item(s) to retry: {}", again.size(), actions.size(), reason);
     wait(backoff_.next());
@@ -789,39 +778,26 @@ void EsReplay::retire_old_index() {
   result_.delete_after.reset();
 }
 
-EsReplayResult EsReplay::run() {
-  const auto started = Clock::now();
-  const auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - started).count(); };
-  prepare_indices();
-  open_consumer(layout_.resume);
-  try {
-    last_targets_ = live_targets(true);
-    // Build and catch up: until the shadow has applied everything the live group has.
-    pump([&] {
-      const Positions targets = live_targets(true);
-      show_progress(targets);
-      return es_replay::reached(next_, targets);
-    });
-    if (stopping()) throw Interrupted();
-  } catch (const Interrupted&) {
-    result_.interrupted = true;
-    result_.seconds = elapsed();
-    progress_.finish(fmt::format("interrupted: {} keeps pointing at {}; run the replay again to resume {}",
-                                 alias_, layout_.live, layout_.shadow));
-    return result_;
-  }
+void EsReplay::build_to_swap() {
+  last_targets_ = live_targets(true);
+  // Build and catch up: until the shadow has applied everything the live group has.
+  pump([&] {
+    const Positions targets = live_targets(true);
+    show_progress(targets);
+    return es_replay::reached(next_, targets);
+  });
+  if (stopping()) throw Interrupted();
 
-  // Swap. The live projector's committed offsets lag what it has already written to the old index
-  // by up to a batch, and a partial update it makes right after the swap reads the new index: the
-  // new index must then hold everything it wrote to the old one. So writes to the old index are
+  // The live projector's committed offsets lag what it has already written to the old index by up
+  // to a batch, and a partial update it makes right after the swap reads the new index: the new
+  // index must then hold everything it wrote to the old one. So writes to the old index are
   // blocked first (the live projector's bulk items wait and retry, they are not dead-lettered),
-  // the shadow applies every event up to the end offsets read after the block — which covers
-  // every write the old index accepted — and only then the alias moves, in one request. The
-  // block is lifted right after (or on any failure before) the swap.
+  // and the shadow applies every event up to the end offsets read after the block, which covers
+  // every write the old index accepted. run() then moves the alias and lifts the block; any
+  // failure before that lifts it here.
   client_.refresh(layout_.shadow);
+  eager_ = true;  // batches without lingering: under a steady stream the end moves on meanwhile
   try {
-    // Batches without lingering now: under a steady stream the end moves on while a batch waits.
-    eager_ = true;
     const auto settle_until = Clock::now() + 30s;
     while (true) {  // close to the end first, so the block below is short
       const Positions ends = end_offsets();
@@ -831,19 +807,27 @@ EsReplayResult EsReplay::run() {
     block_write(layout_.live);
     const Positions block_ends = end_offsets();
     pump([&] { return es_replay::reached(next_, block_ends); });
-    eager_ = false;
   } catch (...) {
     eager_ = false;
     if (write_blocked_) lift_write_block(layout_.live);
-    try {
-      throw;
-    } catch (const Interrupted&) {
-      result_.interrupted = true;
-      result_.seconds = elapsed();
-      progress_.finish(fmt::format("interrupted: {} keeps pointing at {}; run the replay again to resume {}",
-                                   alias_, layout_.live, layout_.shadow));
-      return result_;
-    }
+    throw;
+  }
+  eager_ = false;
+}
+
+EsReplayResult EsReplay::run() {
+  const auto started = Clock::now();
+  const auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - started).count(); };
+  prepare_indices();
+  open_consumer(layout_.resume);
+  try {
+    build_to_swap();
+  } catch (const Interrupted&) {
+    result_.interrupted = true;
+    result_.seconds = elapsed();
+    progress_.finish(fmt::format("interrupted: {} keeps pointing at {}; run the replay again to resume {}",
+                                 alias_, layout_.live, layout_.shadow));
+    return result_;
   }
   interruptible_ = false;
   try {

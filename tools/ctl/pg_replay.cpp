@@ -456,13 +456,6 @@ class CollectingSink : public pg_projector::PlanSink {
   std::vector<std::pair<std::size_t, std::string>> rejected;
 };
 
-const nlohmann::json* source_field(const nlohmann::json& value, const char* name) {
-  const auto source = value.find("source");
-  if (source == value.end() || !source->is_object()) return nullptr;
-  const auto field = source->find(name);
-  return field != source->end() && field->is_string() ? &*field : nullptr;
-}
-
 }  // namespace
 
 // Applies the batch and advances the shadow's rows in one transaction (or, inside the swap, in
@@ -519,11 +512,7 @@ void PgReplay::apply_batch(bool inside_swap) {
     std::vector<OffsetAdvance> advances;
     for (const auto& [partition, entry] : next) {
       OffsetAdvance advance{partition, parts_[partition].stored, entry.first, std::nullopt, std::nullopt};
-      if (entry.second != nullptr) {
-        if (const auto* lsn = source_field(*entry.second, "commit_lsn"))
-          advance.last_commit_lsn = Lsn::parse(lsn->get<std::string>());
-        if (const auto* ts = source_field(*entry.second, "commit_ts")) advance.last_commit_ts = ts->get<std::string>();
-      }
+      if (entry.second != nullptr) advance.record_source(*entry.second);
       advances.push_back(std::move(advance));
     }
 
