@@ -61,8 +61,9 @@ CREATE INDEX IF NOT EXISTS messages_author ON {{schema}}.messages (author_id);
 CREATE OR REPLACE FUNCTION {{schema}}.record_event(p_aggregate_type text, p_aggregate_id text,
                                                    p_event_type text, p_payload jsonb)
 RETURNS void LANGUAGE sql AS $$
-  INSERT INTO {{outbox}} (aggregate_type, aggregate_id, event_type, payload)
-  VALUES (p_aggregate_type, p_aggregate_id, p_event_type, p_payload);
+  -- id and occurred_at are given, not left to defaults: an outbox that already existed may have none.
+  INSERT INTO {{outbox}} (id, aggregate_type, aggregate_id, event_type, payload, occurred_at)
+  VALUES (gen_random_uuid(), p_aggregate_type, p_aggregate_id, p_event_type, p_payload, now());
 $$;
 
 -- Records a domain event as a transactional logical message: same fields as an outbox row, no

@@ -140,9 +140,22 @@ class Workload {
   }
 
   // Registers users and starts conversations up to --users / --conversations (unpaced).
+  // A command that keeps failing here (a broken schema, say) ends the run instead of looping.
   void bootstrap() {
-    while (!g_stop && static_cast<int>(users_.size()) < options_.users) run("register_user");
-    while (!g_stop && static_cast<int>(conversations_.size()) < options_.conversations) run("start_conversation");
+    const auto give_up_on_repeated_failure = [this] {
+      if (consecutive_failures_ >= 10) {
+        throw std::runtime_error("setting up users and conversations failed 10 times in a row; last error: " +
+                                 last_error_);
+      }
+    };
+    while (!g_stop && static_cast<int>(users_.size()) < options_.users) {
+      run("register_user");
+      give_up_on_repeated_failure();
+    }
+    while (!g_stop && static_cast<int>(conversations_.size()) < options_.conversations) {
+      run("start_conversation");
+      give_up_on_repeated_failure();
+    }
   }
 
   // One command of the mix: mostly sends, some edits and deletes, new users and joins.
@@ -185,8 +198,11 @@ class Workload {
     try {
       const auto outcome = execute(command);
       (outcome ? tally.ok : tally.refused)++;
+      consecutive_failures_ = 0;
     } catch (const pg::PgError& error) {
       ++tally.failed;
+      ++consecutive_failures_;
+      last_error_ = error.what();
       if (++errors_printed_ <= 5) std::cerr << "syncline-chat-workload: " << command << ": " << error.what() << '\n';
       if (!db_->is_open() || error.retriable() || error.in_doubt()) reconnect();
     }
@@ -268,6 +284,8 @@ class Workload {
   std::map<std::string, Tally> tallies_;
   std::int64_t transactions_ = 0;
   int errors_printed_ = 0;
+  int consecutive_failures_ = 0;
+  std::string last_error_;
 };
 
 int run(int argc, char** argv) {

@@ -422,5 +422,59 @@ TEST_F(ChatDemo, resync_replay_rebuilds_the_sql_projections_under_load) {
   EXPECT_EQ(dead_letters(pg_port_), 0) << pg_->log_tail(20);
 }
 
+// The workload alone, against the write database (no pipeline needed).
+class ChatWorkload : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(require_write_pg());
+    name_ = unique_name("chatwl");
+    write_ = std::make_unique<pg::PgConnection>(stack_env().write_pg_dsn);
+  }
+  void TearDown() override {
+    if (!write_) return;
+    write_->exec(fmt::format("DROP SCHEMA IF EXISTS {} CASCADE", name_));
+    write_->exec(fmt::format("DROP TABLE IF EXISTS public.{}_outbox", name_));
+  }
+
+  // Runs syncline-chat-workload on this test's schema and outbox; its exit code (or -1 on timeout).
+  int workload(std::vector<std::string> args, ChildProcess** out = nullptr) {
+    args.insert(args.begin(), {"--dsn", stack_env().write_pg_dsn, "--schema", name_, "--outbox",
+                               fmt::format("public.{}_outbox", name_), "--message-prefix", name_});
+    process_ = std::make_unique<ChildProcess>(SYNCLINE_CHAT_WORKLOAD_BIN, args,
+                                              fmt::format("/tmp/{}.workload.log", name_));
+    process_->start();
+    if (out != nullptr) *out = process_.get();
+    return process_->wait(60s).value_or(-1);
+  }
+
+  std::string name_;
+  std::unique_ptr<pg::PgConnection> write_;
+  std::unique_ptr<ChildProcess> process_;
+};
+
+TEST_F(ChatWorkload, writes_into_an_existing_outbox_that_has_no_column_defaults) {
+  // The outbox contract (DESIGN.md) names the columns, not their defaults.
+  write_->exec(fmt::format("CREATE TABLE public.{}_outbox (id uuid PRIMARY KEY, aggregate_type text, aggregate_id "
+                           "text, event_type text, payload jsonb, occurred_at timestamptz, headers jsonb)", name_));
+  ASSERT_EQ(workload({"--setup", "--transactions", "30", "--users", "3", "--conversations", "2", "--seed", "5"}), 0)
+      << process_->log_tail();
+  const auto counted = write_->exec(fmt::format(
+      "SELECT count(*), count(*) FILTER (WHERE id IS NOT NULL AND occurred_at IS NOT NULL) FROM public.{}_outbox",
+      name_));
+  EXPECT_GE(std::stoll(std::string(counted.value(0, 0))), 5);  // 3 registrations, 2 conversations at least
+  EXPECT_EQ(counted.value(0, 0), counted.value(0, 1));
+}
+
+TEST_F(ChatWorkload, stops_with_the_error_when_setting_up_users_keeps_failing) {
+  ChildProcess* process = nullptr;
+  ASSERT_EQ(workload({"--setup-only"}), 0) << process_->log_tail();
+  write_->exec(fmt::format("CREATE OR REPLACE FUNCTION {}.register_user(p_handle text, p_display_name text) RETURNS bigint "
+                           "LANGUAGE plpgsql "
+                           "AS $$ BEGIN RAISE EXCEPTION 'registrations are closed'; END $$", name_));
+  EXPECT_EQ(workload({"--duration", "5", "--users", "3", "--seed", "5"}, &process), 2) << process->log_tail();
+  EXPECT_NE(process->log_tail().find("failed 10 times in a row"), std::string::npos) << process->log_tail();
+  EXPECT_NE(process->log_tail().find("registrations are closed"), std::string::npos) << process->log_tail();
+}
+
 }  // namespace
 }  // namespace syncline::test
