@@ -591,7 +591,15 @@ void Consumer::handle_rebalance(rd_kafka_resp_err_t error, rd_kafka_topic_partit
       assign_code = rd_kafka_assign(handle, partitions);
     }
     // Without its start offsets a partition must not be read from the committed offset.
-    if (hook_failed) rd_kafka_pause_partitions(handle, partitions);
+    if (hook_failed) {
+      rd_kafka_pause_partitions(handle, partitions);
+    } else {
+      // librdkafka keeps a partition's pause flag across revocation and re-assignment: one paused
+      // for a retry, lost with the session (broker down) and assigned again after the retry
+      // ended would never be fetched again. A new assignment starts unpaused, as in the Java
+      // client; a retry loop that is still waiting pauses it again.
+      rd_kafka_resume_partitions(handle, partitions);
+    }
   } else if (error == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
     const bool lost = rd_kafka_assignment_lost(handle) != 0;
     if (hooks_.on_revoke) {
