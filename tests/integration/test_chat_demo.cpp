@@ -16,6 +16,7 @@
 #include "common/http_client.hpp"
 #include "common/kafka.hpp"
 #include "common/pg.hpp"
+#include "tests/support/chat_demo.hpp"
 #include "tests/support/child_process.hpp"
 #include "tests/support/ctl_harness.hpp"
 #include "tests/support/producer_harness.hpp"
@@ -26,49 +27,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using nlohmann::json;
-using Rows = std::map<std::string, std::string>;  // key -> the row's columns as text
-
-// Replaces every `from` in `text`; fails the test when there is none, so a change of the example
-// config that this test no longer adapts is noticed instead of running against shared names.
-void substitute(std::string& text, const std::string& from, const std::string& to) {
-  std::size_t count = 0;
-  for (auto at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size()), ++count) {
-    text.replace(at, from.size(), to);
-  }
-  if (count == 0) ADD_FAILURE() << "examples/chat/syncline.yaml no longer contains '" << from << "'";
-}
-
-Rows rows_of(pg::PgConnection& db, const std::string& sql) {
-  Rows rows;
-  const auto result = db.exec(sql);
-  for (int row = 0; row < result.rows(); ++row) {
-    std::string columns;
-    for (int column = 1; column < result.columns(); ++column) {
-      columns += (column > 1 ? " | " : "") + (result.is_null(row, column) ? std::string("NULL") : std::string(result.value(row, column)));
-    }
-    rows[std::string(result.value(row, 0))] = columns;
-  }
-  return rows;
-}
-
-// "" when equal, else the first differences (for the failure message).
-std::string differences(const Rows& expected, const Rows& actual, const std::string& what) {
-  std::string out;
-  int shown = 0;
-  for (const auto& [key, row] : expected) {
-    const auto it = actual.find(key);
-    if (it == actual.end()) {
-      if (shown++ < 5) out += fmt::format("  {} {}: missing, expected [{}]\n", what, key, row);
-    } else if (it->second != row) {
-      if (shown++ < 5) out += fmt::format("  {} {}: [{}], expected [{}]\n", what, key, it->second, row);
-    }
-  }
-  for (const auto& [key, row] : actual) {
-    if (!expected.contains(key) && shown++ < 5) out += fmt::format("  {} {}: extra [{}]\n", what, key, row);
-  }
-  if (shown > 0) out = fmt::format("{}: {} difference(s) in {} expected rows\n", what, shown, expected.size()) + out;
-  return out;
-}
 
 // The sum of the dead-letter counters a binary reports on /metrics (-1 when it does not answer).
 double dead_letters(int port) {
@@ -96,17 +54,16 @@ class ChatDemo : public ::testing::Test {
     ASSERT_TRUE(require_search());
     name_ = unique_name("chat");
     const auto& env = stack_env();
-    // The example config reads the stack's addresses from these variables, as scripts/stack sets them.
-    setenv("SYNCLINE_WRITE_PG_DSN", env.write_pg_dsn.c_str(), 0);
-    setenv("SYNCLINE_READ_PG_DSN", env.read_pg_dsn.c_str(), 0);
-    setenv("SYNCLINE_KAFKA_BOOTSTRAP", env.kafka_bootstrap.c_str(), 0);
-    setenv("SYNCLINE_SEARCH_URL", env.search_url.c_str(), 0);
     write_ = std::make_unique<pg::PgConnection>(env.write_pg_dsn);
     read_ = std::make_unique<pg::PgConnection>(env.read_pg_dsn);
     // Timestamps compared as text: the same zone on both sides.
     write_->exec("SET TimeZone = 'UTC'");
     read_->exec("SET TimeZone = 'UTC'");
-    write_config();
+    const auto config = write_chat_demo_config(name_);
+    config_path_ = config.path;
+    producer_port_ = config.producer_port;
+    pg_port_ = config.pg_port;
+    es_port_ = config.es_port;
     created_ = true;
 
     ChildProcess setup(SYNCLINE_CHAT_WORKLOAD_BIN, {"--config", config_path_, "--schema", name_, "--setup-only"},
@@ -134,47 +91,7 @@ class ChatDemo : public ::testing::Test {
     pg_.reset();
     es_.reset();
     if (!created_) return;
-    try {
-      pg::PgConnection write(stack_env().write_pg_dsn);
-      (void)poll_until(
-          [&] {
-            return write.exec("SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1 AND active",
-                              {pg::Param(name_)})
-                       .get(0, 0) == "0";
-          },
-          30s, "slot inactive");
-      write.exec("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
-                 {pg::Param(name_)});
-      write.exec(fmt::format("DROP PUBLICATION IF EXISTS {}", name_));
-      write.exec(fmt::format("DROP TABLE IF EXISTS public.{}_outbox", name_));
-      write.exec(fmt::format("DROP SCHEMA IF EXISTS {} CASCADE", name_));
-    } catch (const std::exception& e) {
-      ADD_FAILURE() << "clean-up of the write database failed: " << e.what();
-    }
-    try {
-      pg::PgConnection read(stack_env().read_pg_dsn);
-      for (const char* suffix : {"_mirror", "_summary", "_activity", "_summary__resync", "_activity__resync"}) {
-        read.exec(fmt::format("DROP SCHEMA IF EXISTS {}{} CASCADE", name_, suffix));
-      }
-      read.exec("DELETE FROM syncline.offsets WHERE consumer_group IN ($1, $2)",
-                {pg::Param(name_ + "_pg"), pg::Param(name_ + "_es")});
-      read.exec("DELETE FROM syncline.mirror_tombstones WHERE mirror_schema = $1", {pg::Param(name_ + "_mirror")});
-    } catch (const std::exception& e) {
-      ADD_FAILURE() << "clean-up of the read database failed: " << e.what();
-    }
-    for (const char* index : {"_messages", "_users"}) {
-      for (const char* version : {"_v1", "_v2", "_v3"}) search_.del(fmt::format("/{}{}{}", name_, index, version));
-    }
-    try {
-      kafka::AdminClient admin({{"bootstrap.servers", stack_env().kafka_bootstrap}});
-      std::vector<std::string> ours;
-      for (const auto& topic : admin.list_topics(10s)) {
-        if (topic.name.rfind(name_ + ".", 0) == 0) ours.push_back(topic.name);
-      }
-      if (!ours.empty()) admin.delete_topics(ours, 30s);
-    } catch (const std::exception&) {
-      // Topics of a unique prefix left behind harm no other test.
-    }
+    drop_chat_demo(name_);
     std::remove(config_path_.c_str());
     if (!HasFailure()) {  // the logs are kept for a failure's post-mortem only
       for (const char* log : {"setup", "producer", "pg", "es", "workload"}) {
@@ -183,107 +100,19 @@ class ChatDemo : public ::testing::Test {
     }
   }
 
-  // examples/chat/syncline.yaml with this test's names and ports.
-  void write_config() {
-    std::ifstream in(std::string(SYNCLINE_SOURCE_DIR) + "/examples/chat/syncline.yaml");
-    ASSERT_TRUE(in) << "examples/chat/syncline.yaml";
-    std::stringstream text;
-    text << in.rdbuf();
-    auto yaml = text.str();
-    producer_port_ = free_port();
-    pg_port_ = free_port();
-    es_port_ = free_port();
-    substitute(yaml, "topic_prefix: chat", "topic_prefix: " + name_);
-    substitute(yaml, "slot: chat\n", "slot: " + name_ + "\n");
-    substitute(yaml, "publication: chat\n", "publication: " + name_ + "\n");
-    substitute(yaml, "message_prefix: chat", "message_prefix: " + name_);
-    substitute(yaml, "outbox_table: public.outbox", fmt::format("outbox_table: public.{}_outbox", name_));
-    substitute(yaml, "chat.users", name_ + ".users");
-    substitute(yaml, "chat_mirror", name_ + "_mirror");
-    substitute(yaml, "schema: chat_summary", fmt::format("schema: {}_summary", name_));
-    substitute(yaml, "schema: chat_activity", fmt::format("schema: {}_activity", name_));
-    substitute(yaml, "group_id: chat-pg-projector", fmt::format("group_id: {}_pg", name_));
-    substitute(yaml, "group_id: chat-es-projector", fmt::format("group_id: {}_es", name_));
-    substitute(yaml, "name: messages", fmt::format("name: {}_messages", name_));
-    substitute(yaml, "index: messages", fmt::format("index: {}_messages", name_));
-    substitute(yaml, "index: users", fmt::format("index: {}_users", name_));
-    substitute(yaml, "    port: 9631\n", fmt::format("    port: {}\n", producer_port_));
-    substitute(yaml, "    port: 9632\n", fmt::format("    port: {}\n", pg_port_));
-    substitute(yaml, "    port: 9633\n", fmt::format("    port: {}\n", es_port_));
-    substitute(yaml, "port: 9634 }", fmt::format("port: {} }}", free_port()));
-    config_path_ = fmt::format("/tmp/{}.yaml", name_);
-    std::ofstream(config_path_) << yaml;
-  }
-
   std::string s() const { return name_; }  // the write schema
 
-  std::string summary_differences() {
-    const auto expected = rows_of(*write_, fmt::format(
-        "SELECT c.id, c.title, (SELECT array_agg(p.user_id ORDER BY p.user_id) FROM {0}.participants p "
-        "WHERE p.conversation_id = c.id), (SELECT count(*) FROM {0}.messages m WHERE m.conversation_id = c.id "
-        "AND m.deleted_at IS NULL), l.id, l.sent_at, left(l.body, 80) FROM {0}.conversations c LEFT JOIN LATERAL "
-        "(SELECT id, sent_at, body FROM {0}.messages m WHERE m.conversation_id = c.id AND m.deleted_at IS NULL "
-        "ORDER BY sent_at DESC, id DESC LIMIT 1) l ON true", s()));
-    Rows actual;
-    try {
-      actual = rows_of(*read_, fmt::format(
-          "SELECT conversation_id, title, (SELECT array_agg(x ORDER BY x) FROM unnest(participants) x), "
-          "message_count, last_message_id, last_message_at, last_message_preview "
-          "FROM {}_summary.conversation_summary", s()));
-    } catch (const pg::PgError& e) {
-      return std::string("conversation_summary unreadable: ") + e.what();
-    }
-    return differences(expected, actual, "conversation_summary");
+  ChatReadModels models() {
+    return {name_, [this]() -> pg::PgConnection& { return *write_; },
+            [this]() -> pg::PgConnection& { return *read_; }, search_};
   }
-
-  std::string activity_differences() {
-    const auto expected = rows_of(*write_, fmt::format(
-        "SELECT u.id, u.handle, (SELECT count(*) FROM {0}.messages m WHERE m.author_id = u.id), "
-        "(SELECT count(*) FROM {0}.participants p WHERE p.user_id = u.id), greatest(u.registered_at, "
-        "(SELECT max(sent_at) FROM {0}.messages m WHERE m.author_id = u.id), "
-        "(SELECT max(edited_at) FROM {0}.messages m WHERE m.author_id = u.id), "
-        "(SELECT max(joined_at) FROM {0}.participants p WHERE p.user_id = u.id)) FROM {0}.users u", s()));
-    Rows actual;
-    try {
-      actual = rows_of(*read_, fmt::format("SELECT user_id, handle, messages_sent, conversations_joined, "
-                                           "last_active_at FROM {}_activity.user_activity", s()));
-    } catch (const pg::PgError& e) {
-      return std::string("user_activity unreadable: ") + e.what();
-    }
-    return differences(expected, actual, "user_activity");
-  }
-
-  std::string mirror_differences() {
-    const auto expected = rows_of(*write_, fmt::format("SELECT id, handle, display_name FROM {}.users", s()));
-    Rows actual;
-    try {
-      actual = rows_of(*read_, fmt::format("SELECT id, handle, display_name FROM {}_mirror.users", s()));
-    } catch (const pg::PgError& e) {
-      return std::string("users mirror unreadable: ") + e.what();
-    }
-    return differences(expected, actual, "users mirror");
-  }
-
-  std::int64_t index_count(const std::string& index) {
-    search_.post(fmt::format("/{}_{}/_refresh", name_, index), "");
-    const auto response = search_.get(fmt::format("/{}_{}/_count", name_, index));
-    return response.status == 200 ? json::parse(response.body)["count"].get<std::int64_t>() : -1;
-  }
-  std::int64_t write_count(const std::string& sql) {
-    return std::stoll(std::string(write_->exec(sql).value(0, 0)));
-  }
-  std::string index_differences() {
-    const auto messages = write_count(fmt::format("SELECT count(*) FROM {}.messages WHERE deleted_at IS NULL", s()));
-    const auto users = write_count(fmt::format("SELECT count(*) FROM {}.users", s()));
-    const auto indexed_messages = index_count("messages");
-    const auto indexed_users = index_count("users");
-    if (indexed_messages == messages && indexed_users == users) return "";
-    return fmt::format("index messages: {} documents, {} visible messages; index users: {} documents, {} users\n",
-                       indexed_messages, messages, indexed_users, users);
-  }
-  std::string all_differences() {
-    return summary_differences() + activity_differences() + mirror_differences() + index_differences();
-  }
+  std::string summary_differences() { return models().summary_differences(); }
+  std::string activity_differences() { return models().activity_differences(); }
+  std::string mirror_differences() { return models().mirror_differences(); }
+  std::string index_differences() { return models().index_differences(); }
+  std::string all_differences() { return models().all_differences(); }
+  std::int64_t index_count(const std::string& index) { return models().index_count(index); }
+  std::int64_t write_count(const std::string& sql) { return models().write_count(sql); }
 
   // The indexed message (_source), or null when it is not in the index.
   json indexed_message(const std::string& id) {
