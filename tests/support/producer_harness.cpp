@@ -8,26 +8,55 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdint>
 #include <fstream>
+#include <mutex>
+#include <random>
 #include <set>
+#include <stdexcept>
 
 #include "common/http_client.hpp"
 #include "tests/support/stack_env.hpp"
 
 namespace syncline::test {
 
-int free_port() {
+namespace {
+
+// Whether a server could bind `port` on 127.0.0.1 now (a port in TIME_WAIT counts as free, as
+// servers bind with SO_REUSEADDR).
+bool can_bind(int port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  const int on = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  socklen_t length = sizeof(address);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  const int port = ntohs(address.sin_port);
+  address.sin_port = htons(static_cast<std::uint16_t>(port));
+  const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
   ::close(fd);
-  return port;
+  return bound;
+}
+
+}  // namespace
+
+// Not the kernel's way (bind to port 0): two of those in a row may return the same port, and the
+// ephemeral range it draws from is also where every outgoing connection (Kafka, PostgreSQL clients)
+// takes its local port, so the port could be taken again before the binary binds it. A CI run lost
+// a test to the first (producer and projector handed one port). Ports 10000-14999 are below the
+// ephemeral range and below every port of the local stacks, and none is handed out twice.
+int free_port() {
+  static std::mutex mutex;
+  static std::set<int> given;
+  static std::mt19937 random(std::random_device{}() ^ static_cast<unsigned>(::getpid()));
+  const std::lock_guard lock(mutex);
+  for (int attempt = 0; attempt < 2000; ++attempt) {
+    const int port = std::uniform_int_distribution<int>(10000, 14999)(random);
+    if (given.contains(port) || !can_bind(port)) continue;
+    given.insert(port);
+    return port;
+  }
+  throw std::runtime_error("no free TCP port left in 10000-14999 on 127.0.0.1");
 }
 
 int http_get_status(int port, const std::string& path) {

@@ -93,7 +93,8 @@ std::size_t consume_committed_records(const std::vector<std::string>& topics, st
                                       std::chrono::milliseconds deadline,
                                       const std::function<void(const ConsumedRecord&)>& on_record);
 
-// A free TCP port on 127.0.0.1 (bound and released: good enough for a test).
+// A TCP port on 127.0.0.1 that nothing listens on, never handed out twice in this process; from
+// 10000-14999, below the ephemeral range (see producer_harness.cpp).
 int free_port();
 // HTTP GET on 127.0.0.1:port; the status code, or 0 when nothing answered.
 int http_get_status(int port, const std::string& path);
