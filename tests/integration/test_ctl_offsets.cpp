@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/kafka.hpp"
 #include "common/lsn.hpp"
 #include "tests/support/ctl_harness.hpp"
 #include "tests/support/pg_projector_harness.hpp"
@@ -89,6 +90,15 @@ TEST_F(CtlOffsets, reset_to_a_time_makes_the_mirror_projector_reapply_from_there
   publisher.begin();
   for (int id = 1; id <= 20; ++id) row('c', id, fmt::format("a{}", id), 0x1000, static_cast<std::uint64_t>(id));
   publisher.commit();
+  // The commit returns before the broker has written A's commit markers, and a marker's timestamp
+  // is the broker's time of writing it: wait for both markers (20 records + 2 markers), so none
+  // is stamped after the middle. A CI run once reset onto a late marker.
+  kafka::AdminClient admin({{"bootstrap.servers", stack_env().kafka_bootstrap}});
+  ASSERT_TRUE(poll_until(
+      [&] {
+        return admin.watermark_offsets(topic, 0, 5s).high + admin.watermark_offsets(topic, 1, 5s).high == 20 + 2;
+      },
+      30s, "A's records and both of its commit markers written"));
   // The middle: a millisecond after every record of A was written, before any of B.
   const auto middle = std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now()) + 1ms;
   ASSERT_TRUE(poll_until([&] { return std::chrono::system_clock::now() > middle + 1ms; }, 5s, "the clock past the middle"));
