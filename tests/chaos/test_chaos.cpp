@@ -123,21 +123,17 @@ class Chaos : public ::testing::Test {
     const auto& env = stack_env();
     write_ = std::make_unique<Reconnecting>(env.write_pg_dsn);
     read_ = std::make_unique<Reconnecting>(env.read_pg_dsn);
-    const auto config = write_chat_demo_config(name_);
-    config_path_ = config.path;
-    producer_port_ = config.producer_port;
-    pg_port_ = config.pg_port;
-    es_port_ = config.es_port;
+    config_ = write_chat_demo_config(name_);
     created_ = true;
 
     ChildProcess setup(SYNCLINE_CHAT_WORKLOAD_BIN,
-                       {"--config", config_path_, "--schema", name_, "--setup-only"}, log_path("setup"));
+                       {"--config", config_.path, "--schema", name_, "--setup-only"}, log_path("setup"));
     setup.start();
     ASSERT_EQ(setup.wait(60s), 0) << setup.log_tail();
 
-    binaries_.push_back({"producer", make_binary(SYNCLINE_PRODUCER_BIN, "producer"), producer_port_});
-    binaries_.push_back({"pg-projector", make_binary(SYNCLINE_PG_PROJECTOR_BIN, "pg"), pg_port_});
-    binaries_.push_back({"es-projector", make_binary(SYNCLINE_ES_PROJECTOR_BIN, "es"), es_port_});
+    binaries_.push_back({"producer", make_binary(SYNCLINE_PRODUCER_BIN, "producer"), config_.producer_port});
+    binaries_.push_back({"pg-projector", make_binary(SYNCLINE_PG_PROJECTOR_BIN, "pg"), config_.pg_port});
+    binaries_.push_back({"es-projector", make_binary(SYNCLINE_ES_PROJECTOR_BIN, "es"), config_.es_port});
     for (auto& binary : binaries_) binary.process->start();
     for (auto& binary : binaries_) {
       ASSERT_TRUE(poll_until([&] { return http_get_status(binary.port, "/readyz") == 200; }, 60s,
@@ -156,7 +152,7 @@ class Chaos : public ::testing::Test {
     up.start();
     (void)up.wait(240s);
     drop_chat_demo(name_);
-    std::remove(config_path_.c_str());
+    std::remove(config_.path.c_str());
     if (!HasFailure()) {  // the logs are kept for a failure's post-mortem only
       for (const char* log : {"setup", "producer", "pg", "es", "workload", "stack"}) {
         std::remove(log_path(log).c_str());
@@ -167,7 +163,7 @@ class Chaos : public ::testing::Test {
   std::string log_path(const char* what) const { return fmt::format("/tmp/{}.{}.log", name_, what); }
 
   std::unique_ptr<ChildProcess> make_binary(const char* program, const char* log) {
-    return std::make_unique<ChildProcess>(program, std::vector<std::string>{"--config", config_path_},
+    return std::make_unique<ChildProcess>(program, std::vector<std::string>{"--config", config_.path},
                                           log_path(log));
   }
 
@@ -179,7 +175,7 @@ class Chaos : public ::testing::Test {
   void start_workload() {
     workload_ = std::make_unique<ChildProcess>(
         SYNCLINE_CHAT_WORKLOAD_BIN,
-        std::vector<std::string>{"--config", config_path_, "--schema", name_, "--rate", "100", "--duration",
+        std::vector<std::string>{"--config", config_.path, "--schema", name_, "--rate", "100", "--duration",
                                  "3600", "--users", "40", "--conversations", "12", "--seed",
                                  std::to_string(seed_ * 1000 + workload_starts_), "--json"},
         log_path("workload"));
@@ -532,11 +528,8 @@ class Chaos : public ::testing::Test {
   }
 
   std::string name_;
-  std::string config_path_;
+  ChatDemoConfig config_;
   bool created_ = false;
-  int producer_port_ = 0;
-  int pg_port_ = 0;
-  int es_port_ = 0;
   std::unique_ptr<Reconnecting> write_;
   std::unique_ptr<Reconnecting> read_;
   std::vector<Supervised> binaries_;
@@ -619,7 +612,7 @@ TEST_F(Chaos, the_chat_demo_loses_and_doubles_nothing_while_every_component_is_k
   const auto drain_seconds = seconds_since(drain_started);
   EXPECT_TRUE(drained) << last << logs_tail();
 
-  const auto verify = run_ctl({"--config", config_path_, "verify"});
+  const auto verify = run_ctl({"--config", config_.path, "verify"});
   EXPECT_EQ(verify.exit_code, 0) << verify.describe();
 
   Tally tally;

@@ -59,27 +59,23 @@ class ChatDemo : public ::testing::Test {
     // Timestamps compared as text: the same zone on both sides.
     write_->exec("SET TimeZone = 'UTC'");
     read_->exec("SET TimeZone = 'UTC'");
-    const auto config = write_chat_demo_config(name_);
-    config_path_ = config.path;
-    producer_port_ = config.producer_port;
-    pg_port_ = config.pg_port;
-    es_port_ = config.es_port;
+    config_ = write_chat_demo_config(name_);
     created_ = true;
 
-    ChildProcess setup(SYNCLINE_CHAT_WORKLOAD_BIN, {"--config", config_path_, "--schema", name_, "--setup-only"},
+    ChildProcess setup(SYNCLINE_CHAT_WORKLOAD_BIN, {"--config", config_.path, "--schema", name_, "--setup-only"},
                        fmt::format("/tmp/{}.setup.log", name_));
     setup.start();
     ASSERT_EQ(setup.wait(60s), 0) << setup.log_tail();
 
-    producer_ = std::make_unique<ChildProcess>(SYNCLINE_PRODUCER_BIN, std::vector<std::string>{"--config", config_path_},
+    producer_ = std::make_unique<ChildProcess>(SYNCLINE_PRODUCER_BIN, std::vector<std::string>{"--config", config_.path},
                                                fmt::format("/tmp/{}.producer.log", name_));
-    pg_ = std::make_unique<ChildProcess>(SYNCLINE_PG_PROJECTOR_BIN, std::vector<std::string>{"--config", config_path_},
+    pg_ = std::make_unique<ChildProcess>(SYNCLINE_PG_PROJECTOR_BIN, std::vector<std::string>{"--config", config_.path},
                                          fmt::format("/tmp/{}.pg.log", name_));
-    es_ = std::make_unique<ChildProcess>(SYNCLINE_ES_PROJECTOR_BIN, std::vector<std::string>{"--config", config_path_},
+    es_ = std::make_unique<ChildProcess>(SYNCLINE_ES_PROJECTOR_BIN, std::vector<std::string>{"--config", config_.path},
                                          fmt::format("/tmp/{}.es.log", name_));
     for (auto* process : {producer_.get(), pg_.get(), es_.get()}) process->start();
-    for (const auto& [process, port] : {std::pair{producer_.get(), producer_port_}, std::pair{pg_.get(), pg_port_},
-                                        std::pair{es_.get(), es_port_}}) {
+    for (const auto& [process, port] : {std::pair{producer_.get(), config_.producer_port}, std::pair{pg_.get(), config_.pg_port},
+                                        std::pair{es_.get(), config_.es_port}}) {
       ASSERT_TRUE(poll_until([&] { return http_get_status(port, "/readyz") == 200; }, 60s,
                              fmt::format("{} ready", process->log_path())))
           << process->log_tail();
@@ -92,7 +88,7 @@ class ChatDemo : public ::testing::Test {
     es_.reset();
     if (!created_) return;
     drop_chat_demo(name_);
-    std::remove(config_path_.c_str());
+    std::remove(config_.path.c_str());
     if (!HasFailure()) {  // the logs are kept for a failure's post-mortem only
       for (const char* log : {"setup", "producer", "pg", "es", "workload"}) {
         std::remove(fmt::format("/tmp/{}.{}.log", name_, log).c_str());
@@ -125,7 +121,7 @@ class ChatDemo : public ::testing::Test {
   std::unique_ptr<ChildProcess> start_workload(const std::string& seconds, const std::string& seed) {
     auto workload = std::make_unique<ChildProcess>(
         SYNCLINE_CHAT_WORKLOAD_BIN,
-        std::vector<std::string>{"--config", config_path_, "--schema", name_, "--rate", "60", "--duration", seconds,
+        std::vector<std::string>{"--config", config_.path, "--schema", name_, "--rate", "60", "--duration", seconds,
                                  "--users", "12", "--conversations", "4", "--seed", seed},
         fmt::format("/tmp/{}.workload.log", name_));
     workload->start();
@@ -148,11 +144,8 @@ class ChatDemo : public ::testing::Test {
   }
 
   std::string name_;
-  std::string config_path_;
+  ChatDemoConfig config_;
   bool created_ = false;
-  int producer_port_ = 0;
-  int pg_port_ = 0;
-  int es_port_ = 0;
   std::unique_ptr<pg::PgConnection> write_;
   std::unique_ptr<pg::PgConnection> read_;
   std::unique_ptr<ChildProcess> producer_;
@@ -170,8 +163,8 @@ TEST_F(ChatDemo, read_models_match_the_write_database_after_a_workload) {
   EXPECT_EQ(activity_differences(), "");
   EXPECT_EQ(mirror_differences(), "");
   EXPECT_EQ(index_differences(), "");
-  for (const auto& [process, port] : {std::pair{producer_.get(), producer_port_}, std::pair{pg_.get(), pg_port_},
-                                      std::pair{es_.get(), es_port_}}) {
+  for (const auto& [process, port] : {std::pair{producer_.get(), config_.producer_port}, std::pair{pg_.get(), config_.pg_port},
+                                      std::pair{es_.get(), config_.es_port}}) {
     EXPECT_EQ(dead_letters(port), 0) << process->log_path() << "\n" << process->log_tail(20);
   }
 
@@ -220,7 +213,7 @@ TEST_F(ChatDemo, read_models_match_the_write_database_after_a_workload) {
   }
 
   // The mirrors (read Postgres and the users index) as syncline-ctl verify sees them.
-  const auto verify = run_ctl({"--config", config_path_, "verify"});
+  const auto verify = run_ctl({"--config", config_.path, "verify"});
   EXPECT_EQ(verify.exit_code, 0) << verify.describe();
   std::cout << verify.out;
 }
@@ -238,7 +231,7 @@ TEST_F(ChatDemo, resync_replay_rebuilds_the_sql_projections_under_load) {
   auto second = start_workload("4", "8");
   for (const char* projection : {"conversation_summary", "user_activity"}) {
     const auto replay =
-        run_ctl({"--config", config_path_, "resync", "replay", "--projection", projection, "--grace", "0", "--json"});
+        run_ctl({"--config", config_.path, "resync", "replay", "--projection", projection, "--grace", "0", "--json"});
     ASSERT_EQ(replay.exit_code, 0) << replay.describe();
     const auto report = json::parse(replay.out);
     EXPECT_GT(report["events"].get<std::int64_t>(), 0) << replay.out;
@@ -248,7 +241,7 @@ TEST_F(ChatDemo, resync_replay_rebuilds_the_sql_projections_under_load) {
   wait_drained();
   EXPECT_EQ(summary_differences(), "");
   EXPECT_EQ(activity_differences(), "");
-  EXPECT_EQ(dead_letters(pg_port_), 0) << pg_->log_tail(20);
+  EXPECT_EQ(dead_letters(config_.pg_port), 0) << pg_->log_tail(20);
 }
 
 // The workload alone, against the write database (no pipeline needed).
