@@ -14,7 +14,9 @@ kafka::Properties producer_properties(const KafkaSinkOptions& options) {
   kafka::Properties properties = options.properties;
   properties["transactional.id"] = options.transactional_id;
   properties["enable.idempotence"] = "true";
-  properties.try_emplace("linger.ms", "20");  // fuller batches: less broker work per event
+  // Records are handed over in commit(), whose flush sends them at once; the linger only keeps a
+  // large batch from leaving in small pieces while it is being handed over.
+  properties.try_emplace("linger.ms", "20");
   properties.try_emplace("compression.type", "lz4");
   // Bounded memory while Kafka is slow or down: produce() waits (polling) instead of queueing more.
   properties.try_emplace("queue.buffering.max.messages", "100000");
@@ -85,6 +87,7 @@ void KafkaEventSink::ensure_topics(const std::vector<kafka::NewTopic>& topics) {
 void KafkaEventSink::begin() {
   producer_.begin_transaction();
   in_transaction_ = true;
+  pending_.clear();
 }
 
 void KafkaEventSink::publish(const OutgoingRecord& record) {
@@ -102,7 +105,12 @@ void KafkaEventSink::publish(const OutgoingRecord& record) {
                                                        "Bytes of record values published, per topic.", labels)})
              .first;
   }
-  producer_.produce(record.message, options_.timeout);
+  // Handed to librdkafka only in commit(). Produced now, the record's partition would be registered
+  // with the transaction (AddPartitionsToTxn) moments after the previous EndTxn, while the coordinator
+  // is still writing that one's markers: the broker answers CONCURRENT_TRANSACTIONS and librdkafka
+  // retries 20 ms later, which the commit then waits for. Produced together at commit time, the
+  // partitions are also registered in one request instead of one per partition first seen.
+  pending_.push_back(record.message);
   it->second.records->inc();
   it->second.bytes->inc(static_cast<double>(record.message.value.size()));
 }
@@ -120,6 +128,8 @@ void KafkaEventSink::commit(const SourcePosition& position) {
     load_topic_metadata(options_.positions_topic);
     positions_topic_loaded_ = true;
   }
+  for (const auto& message : pending_) producer_.produce(message, options_.timeout);
+  pending_.clear();
   kafka::OutgoingMessage record;
   record.topic = options_.positions_topic;
   record.partition = 0;

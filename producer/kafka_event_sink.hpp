@@ -46,6 +46,7 @@ class KafkaEventSink final : public EventSink {
 
   bool in_transaction_ = false;
   bool positions_topic_loaded_ = false;
+  std::vector<kafka::OutgoingMessage> pending_;  // this transaction's records, produced by commit()
   struct TopicCounters {
     metrics::Counter* records;
     metrics::Counter* bytes;
