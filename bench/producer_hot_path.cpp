@@ -256,7 +256,7 @@ class ChecksumSink final : public EventSink {
     for (const auto& topic : topics) checksum = fnv(checksum, topic.name);
   }
   void begin() override {}
-  void publish(const OutgoingRecord& record) override {
+  void publish(OutgoingRecord record) override {
     const auto& message = record.message;
     checksum = fnv(checksum, message.topic);
     checksum = fnv(checksum, message.key ? "k" + *message.key : "-");

@@ -19,7 +19,7 @@ class EventSink {
   // Makes sure the topics exist before anything is published to them.
   virtual void ensure_topics(const std::vector<kafka::NewTopic>& topics) = 0;
   virtual void begin() = 0;
-  virtual void publish(const OutgoingRecord& record) = 0;
+  virtual void publish(OutgoingRecord record) = 0;  // by value: the sink may keep it
   // Writes `position` and commits the transaction: on return, the records published since begin()
   // and the position are durable together, or an exception says they are not.
   virtual void commit(const SourcePosition& position) = 0;

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <set>
+#include <utility>
 
 #include "common/logging.hpp"
 
@@ -90,7 +91,7 @@ void KafkaEventSink::begin() {
   pending_.clear();
 }
 
-void KafkaEventSink::publish(const OutgoingRecord& record) {
+void KafkaEventSink::publish(OutgoingRecord record) {
   auto it = topic_counters_.find(record.message.topic);
   if (it == topic_counters_.end()) {
     // The first record for this topic in this process: without its partitions, librdkafka would hold
@@ -110,9 +111,9 @@ void KafkaEventSink::publish(const OutgoingRecord& record) {
   // is still writing that one's markers: the broker answers CONCURRENT_TRANSACTIONS and librdkafka
   // retries 20 ms later, which the commit then waits for. Produced together at commit time, the
   // partitions are also registered in one request instead of one per partition first seen.
-  pending_.push_back(record.message);
   it->second.records->inc();
   it->second.bytes->inc(static_cast<double>(record.message.value.size()));
+  pending_.push_back(std::move(record.message));
 }
 
 void KafkaEventSink::load_topic_metadata(const std::string& topic) {

@@ -33,7 +33,7 @@ class KafkaEventSink final : public EventSink {
 
   void ensure_topics(const std::vector<kafka::NewTopic>& topics) override;
   void begin() override;
-  void publish(const OutgoingRecord& record) override;
+  void publish(OutgoingRecord record) override;
   void commit(const SourcePosition& position) override;
 
  private:

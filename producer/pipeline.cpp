@@ -6,6 +6,7 @@
 #include <limits>
 #include <stdexcept>
 #include <type_traits>
+#include <utility>
 
 namespace syncline::producer {
 
@@ -112,22 +113,22 @@ void Pipeline::handle_change(SourceChange& change) {
   // Split before the change that would overfill the batch, not after the one that fills it: a
   // transaction that ends there is then committed with its complete position.
   if (!records.empty()) maybe_split_large_transaction();
-  publish(records);
+  publish(std::move(records));
   last_published_seq_ = change.seq;
 }
 
-void Pipeline::publish(const std::vector<OutgoingRecord>& records) {
-  for (const auto& record : records) {
+void Pipeline::publish(std::vector<OutgoingRecord> records) {
+  for (auto& record : records) {
     if (!batch_open_) {
       sink_.begin();
       batch_open_ = true;
       batch_started_ = clock_();
       batch_records_ = 0;
     }
-    sink_.publish(record);
+    if (record.kind == RecordKind::dead_letter) ++stats_.dead_letters;
+    sink_.publish(std::move(record));
     ++batch_records_;
     ++stats_.records_published;
-    if (record.kind == RecordKind::dead_letter) ++stats_.dead_letters;
     if (!txn_has_records_) {
       txn_has_records_ = true;
       batch_commit_times_.push_back(txn_commit_time_pg_.to_sys_time());

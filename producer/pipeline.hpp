@@ -70,7 +70,7 @@ class Pipeline {
 
  private:
   void handle_change(SourceChange& change);
-  void publish(const std::vector<OutgoingRecord>& records);
+  void publish(std::vector<OutgoingRecord> records);
   void on_begin(const BeginMessage& begin);
   void on_commit(const CommitMessage& commit);
   void commit_batch(const SourcePosition& position);

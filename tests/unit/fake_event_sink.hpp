@@ -52,8 +52,8 @@ class FakeEventSink : public EventSink {
     record_call(std::move(call));
   }
   void begin() override { record_call({.kind = Kind::begin, .topics = {}, .record = {}, .position = {}}); }
-  void publish(const OutgoingRecord& record) override {
-    record_call({.kind = Kind::publish, .topics = {}, .record = record, .position = {}});
+  void publish(OutgoingRecord record) override {
+    record_call({.kind = Kind::publish, .topics = {}, .record = std::move(record), .position = {}});
   }
   void commit(const SourcePosition& position) override {
     record_call({.kind = Kind::commit, .topics = {}, .record = {}, .position = position});
