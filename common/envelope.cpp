@@ -76,6 +76,17 @@ class FieldReader {
   std::string prefix_;
 };
 
+// source.epoch: absent or null is epoch 0.
+std::uint32_t epoch_of(const FieldReader& source) {
+  const auto* value = source.optional("epoch");
+  if (value == nullptr) return 0;
+  if (!value->is_number_unsigned() || value->get<std::uint64_t>() > kMaxSourceEpoch) {
+    throw source.error("epoch", fmt::format("expected an integer from 0 to {}, got {}", kMaxSourceEpoch,
+                                            describe(*value)));
+  }
+  return value->get<std::uint32_t>();
+}
+
 EventSource source_from_json(const FieldReader& envelope) {
   const auto& object = envelope.required("source");
   if (!object.is_object())
@@ -98,6 +109,7 @@ EventSource source_from_json(const FieldReader& envelope) {
       throw fields.error("snapshot", fmt::format("expected a boolean, got {}", describe(*snapshot)));
     source.snapshot = snapshot->get<bool>();
   }
+  source.epoch = epoch_of(fields);
   if (const auto* columns = fields.optional("unchanged_toast")) {
     const bool strings = columns->is_array() && std::all_of(columns->begin(), columns->end(),
                                                             [](const json& c) { return c.is_string(); });
@@ -111,6 +123,25 @@ EventSource source_from_json(const FieldReader& envelope) {
 }
 
 }  // namespace
+
+std::uint64_t source_version(std::uint32_t epoch, Lsn commit_lsn) {
+  if (epoch > kMaxSourceEpoch) {
+    throw EnvelopeError(fmt::format("source epoch {} is above the highest, {}", epoch, kMaxSourceEpoch));
+  }
+  if ((commit_lsn.value() >> kSourceVersionLsnBits) != 0) {
+    throw EnvelopeError(fmt::format("commit LSN {} is beyond 2^56 and cannot be versioned", commit_lsn));
+  }
+  return (static_cast<std::uint64_t>(epoch) << kSourceVersionLsnBits) | commit_lsn.value();
+}
+
+std::uint64_t source_version_of(const json& envelope) {
+  if (!envelope.is_object()) throw EnvelopeError("the envelope is not a JSON object");
+  const FieldReader top(envelope, "");
+  const auto& object = top.required("source");
+  if (!object.is_object()) throw top.error("source", fmt::format("expected an object, got {}", describe(object)));
+  const FieldReader fields(object, "source.");
+  return source_version(epoch_of(fields), fields.lsn("commit_lsn"));
+}
 
 std::optional<Op> op_from_code(char code) {
   switch (code) {
@@ -138,6 +169,7 @@ nlohmann::ordered_json envelope_to_json(const Envelope& envelope) {
       {"commit_ts", source.commit_ts},
       {"snapshot", source.snapshot},
   };
+  if (source.epoch > 0) source_json["epoch"] = source.epoch;
   if (!source.unchanged_toast.empty()) source_json["unchanged_toast"] = source.unchanged_toast;
 
   const auto or_null = [](const std::optional<json>& value) {
@@ -257,6 +289,10 @@ std::string write_envelope(const EnvelopeFields& envelope) {
   json_text::append_unsigned(out, source.txid);
   string_field(",\"commit_ts\":", source.commit_ts);
   out += source.snapshot ? ",\"snapshot\":true" : ",\"snapshot\":false";
+  if (source.epoch > 0) {
+    out += ",\"epoch\":";
+    json_text::append_unsigned(out, source.epoch);
+  }
   if (!source.unchanged_toast.empty()) {
     out += ",\"unchanged_toast\":[";
     for (std::size_t i = 0; i < source.unchanged_toast.size(); ++i) {

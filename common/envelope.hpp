@@ -32,6 +32,9 @@ struct EventSource {
   std::uint64_t seq = 0;  // position of the change within its transaction
   std::uint64_t txid = 0;
   std::string commit_ts;                     // ISO-8601 UTC
+  // The source epoch: 0 until an operator accepts a new source (syncline-ctl resync source
+  // --new-source); every event of a newer epoch outranks every event of an older one.
+  std::uint32_t epoch = 0;
   bool snapshot = false;                     // published by a snapshot, not read from the WAL
   std::vector<std::string> unchanged_toast;  // columns left out of `after`; sinks keep their value
 
@@ -102,6 +105,17 @@ inline constexpr std::string_view commit_lsn = "syncline-commit-lsn";
 
 std::array<std::pair<std::string_view, std::string>, 3> kafka_headers(const Envelope& envelope);
 std::array<std::pair<std::string_view, std::string>, 3> kafka_headers(const EnvelopeText& envelope);
+
+// The order in which sinks keep changes of one key: (epoch << 56) | commit LSN, so that a new
+// source epoch (whose LSNs may start below the old source's) still outranks everything before it.
+// Sinks compare (source_version, seq); the search engine's external versions are this number.
+inline constexpr std::uint32_t kMaxSourceEpoch = 127;
+inline constexpr std::uint64_t kSourceVersionLsnBits = 56;
+// Throws EnvelopeError for an epoch above kMaxSourceEpoch or an LSN of 2^56 or more (64 PiB of WAL).
+std::uint64_t source_version(std::uint32_t epoch, Lsn commit_lsn);
+// The same for an envelope's JSON: source.epoch (absent: 0) and source.commit_lsn. Throws
+// EnvelopeError naming the field that is missing or malformed.
+std::uint64_t source_version_of(const nlohmann::json& envelope);
 
 // Sorted keys, no whitespace, UTF-8 unescaped: equal values always give equal bytes.
 std::string canonical_json(const nlohmann::json& value);

@@ -1,5 +1,6 @@
 // JSON Schema validation with valijson, with violations rephrased for people and located by path.
 #include "common/json_schema.hpp"
+#include "syncline_source_dir.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>

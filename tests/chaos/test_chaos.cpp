@@ -28,6 +28,8 @@
 #include "tests/support/ctl_harness.hpp"
 #include "tests/support/producer_harness.hpp"
 #include "tests/support/stack_env.hpp"
+#include "syncline_source_dir.hpp"
+#include "syncline_test_binaries.hpp"
 
 namespace syncline::test {
 namespace {

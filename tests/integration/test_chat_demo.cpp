@@ -21,6 +21,7 @@
 #include "tests/support/ctl_harness.hpp"
 #include "tests/support/producer_harness.hpp"
 #include "tests/support/stack_env.hpp"
+#include "syncline_test_binaries.hpp"
 
 namespace syncline::test {
 namespace {

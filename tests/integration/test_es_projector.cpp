@@ -13,6 +13,7 @@
 #include "tests/support/pg_projector_harness.hpp"
 #include "tests/support/producer_harness.hpp"
 #include "tests/support/stack_env.hpp"
+#include "syncline_source_dir.hpp"
 
 namespace syncline::test {
 namespace {

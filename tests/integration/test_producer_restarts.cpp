@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "tests/integration/outbox_workload.hpp"
+#include "syncline_source_dir.hpp"
 
 namespace syncline::test {
 namespace {

@@ -14,6 +14,7 @@
 #include "common/kafka.hpp"
 #include "tests/support/producer_harness.hpp"
 #include "tests/support/stack_env.hpp"
+#include "syncline_source_dir.hpp"
 
 namespace syncline::test {
 namespace {

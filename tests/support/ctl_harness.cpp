@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "tests/support/stack_env.hpp"
+#include "syncline_test_binaries.hpp"
 
 namespace syncline::test {
 

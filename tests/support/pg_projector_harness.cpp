@@ -10,6 +10,7 @@
 #include "common/lsn.hpp"
 #include "tests/support/producer_harness.hpp"
 #include "tests/support/stack_env.hpp"
+#include "syncline_test_binaries.hpp"
 
 namespace syncline::test {
 

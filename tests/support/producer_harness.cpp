@@ -17,6 +17,7 @@
 
 #include "common/http_client.hpp"
 #include "tests/support/stack_env.hpp"
+#include "syncline_test_binaries.hpp"
 
 namespace syncline::test {
 

@@ -19,6 +19,7 @@
 #include "common/http_client.hpp"
 #include "common/logging.hpp"
 #include "common/pg.hpp"
+#include "syncline_source_dir.hpp"
 
 namespace syncline::test {
 

@@ -9,6 +9,7 @@
 
 #include "common/lsn.hpp"
 #include "producer/pgoutput.hpp"
+#include "syncline_source_dir.hpp"
 
 namespace syncline::producer::testing {
 

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "common/config.hpp"
+#include "syncline_source_dir.hpp"
 
 namespace syncline {
 namespace {

@@ -11,6 +11,7 @@
 #include "tools/ctl/offsets_reset.hpp"
 #include "tools/ctl/pipeline_state.hpp"
 #include "tools/ctl/status_report.hpp"
+#include "syncline_source_dir.hpp"
 
 namespace syncline::ctl {
 namespace {

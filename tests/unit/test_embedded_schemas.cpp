@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/json_schema.hpp"
+#include "syncline_source_dir.hpp"
 
 namespace syncline {
 namespace {

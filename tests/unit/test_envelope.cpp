@@ -236,3 +236,35 @@ TEST(Op, codes_map_to_operations_and_back) {
 
 }  // namespace
 }  // namespace syncline
+
+TEST(SourceVersion, epoch_zero_is_the_commit_lsn_and_a_newer_epoch_outranks_any_older_lsn) {
+  EXPECT_EQ(syncline::source_version(0, syncline::Lsn(0x16B3748)), 0x16B3748u);
+  EXPECT_GT(syncline::source_version(1, syncline::Lsn(1)), syncline::source_version(0, syncline::Lsn(0xFFFFFFFFFFFFFFull)));
+  EXPECT_THROW(syncline::source_version(128, syncline::Lsn(1)), syncline::EnvelopeError);
+  EXPECT_THROW(syncline::source_version(0, syncline::Lsn(1ull << 56)), syncline::EnvelopeError);
+}
+
+TEST(SourceVersion, is_read_from_an_envelope_with_its_epoch_and_names_a_bad_field) {
+  auto json = nlohmann::json::parse(R"({"source":{"commit_lsn":"0/10","epoch":2}})");
+  EXPECT_EQ(syncline::source_version_of(json), (2ull << 56) | 0x10u);
+  json["source"].erase("epoch");
+  EXPECT_EQ(syncline::source_version_of(json), 0x10u);
+  json["source"]["epoch"] = -1;
+  try {
+    (void)syncline::source_version_of(json);
+    FAIL() << "a negative epoch was accepted";
+  } catch (const syncline::EnvelopeError& error) {
+    EXPECT_NE(std::string(error.what()).find("source.epoch"), std::string::npos) << error.what();
+  }
+}
+
+TEST(SourceVersion, an_epoch_travels_in_the_envelope_and_is_left_out_when_zero) {
+  syncline::Envelope envelope = syncline::decode_envelope(
+      R"({"id":"x","type":"t","aggregate_type":"a","aggregate_id":"1","occurred_at":"2026-11-22T10:00:00Z","payload":{},"op":null,"before":null,"after":null,"source":{"db":"w","schema":"","table":"","lsn":"0/1","commit_lsn":"0/2","seq":1,"txid":3,"commit_ts":"2026-11-22T10:00:00Z","snapshot":false}})");
+  EXPECT_EQ(envelope.source.epoch, 0u);
+  EXPECT_EQ(syncline::encode_envelope(envelope).find("epoch"), std::string::npos);
+  envelope.source.epoch = 3;
+  const auto text = syncline::encode_envelope(envelope);
+  EXPECT_NE(text.find(R"("snapshot":false,"epoch":3)"), std::string::npos) << text;
+  EXPECT_EQ(syncline::decode_envelope(text).source.epoch, 3u);
+}
