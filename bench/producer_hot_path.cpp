@@ -292,7 +292,7 @@ void run(const std::string& mode, const Workload& workload, int rounds) {
     ChecksumSink sink;
     PipelineOptions pipeline_options;
     pipeline_options.batch_max = std::chrono::milliseconds(0);  // a Kafka commit per source transaction
-    Pipeline pipeline(router, sink, pipeline_options, ResumeFilter(),
+    Pipeline pipeline(router, sink, pipeline_options, ResumeFilter(), PositionContext{},
                       [] { return std::chrono::steady_clock::time_point{}; });
     const double started = cpu_seconds();
     for (const auto& [lsn, bytes] : workload.messages) pipeline.on_message(lsn, bytes);

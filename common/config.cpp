@@ -216,6 +216,8 @@ void read_producer(const json& object, ProducerConfig& out) {
   read(object, "slot_lag_warning_bytes", out.slot_lag_warning_bytes);
   read(object, "max_message_bytes", out.max_message_bytes);
   out.retry_max_backoff = read_ms(object, "retry_max_backoff_ms", out.retry_max_backoff);
+  out.snapshot_max_age = read_ms(object, "snapshot_max_age_ms", out.snapshot_max_age);
+  read(object, "snapshot_chunk_rows", out.snapshot_chunk_rows);
   if (out.transactional_id.empty()) out.transactional_id = "syncline-producer-" + out.slot;
 }
 

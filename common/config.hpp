@@ -88,6 +88,11 @@ struct ProducerConfig {
   std::uint64_t slot_lag_warning_bytes = 1ULL << 30;
   std::size_t max_message_bytes = 1'000'000;
   std::chrono::milliseconds retry_max_backoff{30'000};
+  // A snapshot (the initial one, syncline-ctl resync snapshot) takes a new one at least this often,
+  // so no row is published longer than this after it was read: the bound the sinks' delete horizon
+  // (tombstone_retention, delete_retention) must exceed. Tables without a key are read in one.
+  std::chrono::milliseconds snapshot_max_age{std::chrono::minutes(10)};
+  std::size_t snapshot_chunk_rows = 1000;
 };
 
 // Row-change topics of `tables` mirrored into same-named tables of the read schema `schema`.

@@ -32,11 +32,11 @@ struct EventSource {
   std::uint64_t seq = 0;  // position of the change within its transaction
   std::uint64_t txid = 0;
   std::string commit_ts;                     // ISO-8601 UTC
+  bool snapshot = false;                     // published by a snapshot, not read from the WAL
+  std::vector<std::string> unchanged_toast;  // columns left out of `after`; sinks keep their value
   // The source epoch: 0 until an operator accepts a new source (syncline-ctl resync source
   // --new-source); every event of a newer epoch outranks every event of an older one.
   std::uint32_t epoch = 0;
-  bool snapshot = false;                     // published by a snapshot, not read from the WAL
-  std::vector<std::string> unchanged_toast;  // columns left out of `after`; sinks keep their value
 
   friend bool operator==(const EventSource&, const EventSource&) = default;
 };

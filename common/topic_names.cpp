@@ -40,7 +40,11 @@ std::string dead_letter_topic_name(std::string_view prefix, std::string_view com
   return within_kafka_limit(fmt::format("{}.dlq.{}", prefix, component));
 }
 
-std::string positions_topic_name(std::string_view prefix) {
+std::string positions_topic_name(std::string_view prefix, std::string_view slot) {
+  return within_kafka_limit(fmt::format("{}.producer.positions.{}", prefix, sanitize_topic_component(slot)));
+}
+
+std::string shared_positions_topic_name(std::string_view prefix) {
   return within_kafka_limit(fmt::format("{}.producer.positions", prefix));
 }
 

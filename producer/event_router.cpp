@@ -451,6 +451,7 @@ EventSource source_of(const RouterOptions& options, const SourceChange& change, 
       .commit_ts = std::string(position.commit_ts),
       .snapshot = position.snapshot,
       .unchanged_toast = {},
+      .epoch = options.epoch,
   };
 }
 
@@ -778,6 +779,9 @@ std::vector<OutgoingRecord> EventRouter::route_row_change(const SourceChange& ch
       envelope.type = row_change_type(relation, Op::create);
       envelope.op = Op::create;
       envelope.before = std::nullopt;
+      // Unchanged TOASTed values were not sent, and no sink holds a row under the new key to keep
+      // them from: the create must carry them, or they are lost for good.
+      fill_unchanged_toast(change, key_columns, envelope);
     }
     records.push_back(event_record(options_, envelope, key, topic));
     counters_.row_change_events += records.size();
@@ -785,6 +789,56 @@ std::vector<OutgoingRecord> EventRouter::route_row_change(const SourceChange& ch
   } catch (const Rejected& rejected) {
     return {dead_letter(options_, counters_, change, position, origin, rejected)};
   }
+}
+
+void EventRouter::fill_unchanged_toast(const SourceChange& change, const std::vector<std::string>& key_columns,
+                                       Envelope& envelope) {
+  auto& missing = envelope.source.unchanged_toast;
+  if (missing.empty()) return;
+  const auto& relation = *change.relation;
+  // REPLICA IDENTITY FULL sends the old row whole (detoasted): its values are the unchanged ones.
+  if (change.old_tuple && change.old_tuple->kind == OldTupleKind::full) {
+    const json old_row = old_tuple_to_json(relation, *change.old_tuple).values;
+    std::erase_if(missing, [&](const std::string& column) {
+      const auto it = old_row.find(column);
+      if (it == old_row.end()) return false;
+      (*envelope.after)[column] = *it;
+      return true;
+    });
+  }
+  if (missing.empty() || toast_fetcher_ == nullptr) return;
+  std::vector<std::string> key;
+  for (const auto& column : key_columns) {
+    const auto index = relation.column_index(column);
+    if (!index || *index >= change.new_tuple.size() || change.new_tuple[*index].kind != ColumnKind::text) return;
+    key.push_back(change.new_tuple[*index].value);
+  }
+  // The row as it is now. If it changed since, a later change carries the newer value (an update that
+  // sets a TOASTed column sends it) or removes the row; if it is gone, a later delete follows. Either
+  // way the sinks end at the database's state.
+  const auto values = toast_fetcher_->fetch(relation, key_columns, key, missing);
+  if (!values) return;
+  // Mapped as the stream's values are: a tuple holding only the fetched columns.
+  TupleData fetched(relation.columns.size());
+  for (auto& cell : fetched) cell.kind = ColumnKind::unchanged_toast;
+  std::vector<std::string> unresolved;
+  for (std::size_t i = 0; i < missing.size(); ++i) {
+    const auto index = relation.column_index(missing[i]);
+    if (!index || i >= values->size()) {
+      unresolved.push_back(missing[i]);
+      continue;
+    }
+    fetched[*index].kind = (*values)[i] ? ColumnKind::text : ColumnKind::null;
+    fetched[*index].value = (*values)[i].value_or("");
+  }
+  RowJson mapped;
+  try {
+    mapped = tuple_to_json(relation, fetched);
+  } catch (const ValueMappingError& error) {
+    throw Rejected(DeadLetterReason::value_mapping, error.what());
+  }
+  for (auto& [column, value] : mapped.values.items()) (*envelope.after)[column] = std::move(value);
+  missing = std::move(unresolved);
 }
 
 std::vector<OutgoingRecord> EventRouter::route_truncate(const SourceChange& change) {
@@ -831,6 +885,9 @@ std::vector<OutgoingRecord> EventRouter::route_truncate(const SourceChange& chan
       records.push_back(
           event_record(options_, envelope, envelope.aggregate_id,
                        row_change_topic_name(options_.topic_prefix, relation->schema, relation->table)));
+      // The table's rows are spread over every partition by key: one copy per partition is ordered
+      // against each of them (docs/PRODUCER.md "TRUNCATE").
+      records.back().every_partition = true;
       ++counters_.row_change_events;
     } catch (const Rejected& rejected) {
       records.push_back(dead_letter(options_, counters_, change, position, origin, rejected));

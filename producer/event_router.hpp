@@ -23,6 +23,7 @@ namespace syncline::producer {
 struct RouterOptions {
   std::string topic_prefix = "syncline";
   std::string source_db = "write";  // source.db of every envelope
+  std::uint32_t epoch = 0;          // source.epoch of every envelope (the stored position's)
   std::string outbox_schema = "public";
   std::string outbox_table = "outbox";
   std::string message_prefix = "syncline";              // logical messages that are domain events
@@ -81,7 +82,23 @@ struct RouterCounters {
   std::uint64_t dead_letters_total() const;
 };
 
-// Pure: no I/O but warning logs, so every rule is unit-tested with hand-built changes. Owned by the
+// Reads the current values of columns a change left out (unchanged TOASTed values) from the write
+// database, for an update that moved a row to another key: its create for the new key must carry the
+// whole row, since no sink holds a row under that key to keep the values of. Values are PostgreSQL's
+// text forms as the stream sends them, or nullopt for NULL.
+class ToastFetcher {
+ public:
+  virtual ~ToastFetcher() = default;
+  // The row of `relation` whose key columns hold `key` (text forms, in `key_columns` order):
+  // `columns`' values in that order, or nullopt when no such row exists now (it was deleted or
+  // moved again; a later change of it follows in the stream). Throws pg::PgError when the database
+  // fails (the caller retries the session).
+  virtual std::optional<std::vector<std::optional<std::string>>> fetch(
+      const RelationInfo& relation, const std::vector<std::string>& key_columns,
+      const std::vector<std::string>& key, const std::vector<std::string>& columns) = 0;
+};
+
+// Pure: no I/O but warning logs (and the ToastFetcher, when one is set), so every rule is unit-tested with hand-built changes. Owned by the
 // producer's pipeline thread; not thread-safe. route() throws only for a caller's contract
 // violation (std::invalid_argument: no transaction or relation where one is required); bad input
 // becomes a dead-letter record instead, so the pipeline continues and nothing is lost silently.
@@ -95,6 +112,8 @@ class EventRouter {
   std::vector<OutgoingRecord> route(const SourceChange& change);
 
   const RouterCounters& counters() const { return counters_; }
+  // Without one, a key change keeps its unchanged TOASTed columns in source.unchanged_toast.
+  void set_toast_fetcher(ToastFetcher* fetcher) { toast_fetcher_ = fetcher; }
   // The columns of a captured table's row-change key (the Kafka key's fields); empty for a keyless
   // table. For tools that must name rows as the router keys them (syncline-ctl resync snapshot).
   std::vector<std::string> row_key_columns(const RelationInfo& relation) const {
@@ -113,6 +132,10 @@ class EventRouter {
   std::vector<OutgoingRecord> route_message(const SourceChange& change);
   std::vector<OutgoingRecord> route_row_change(const SourceChange& change);
   std::vector<OutgoingRecord> route_truncate(const SourceChange& change);
+  // For the create of a key change: the values source.unchanged_toast names, from the old row when
+  // PostgreSQL sent it whole, else read by the ToastFetcher.
+  void fill_unchanged_toast(const SourceChange& change, const std::vector<std::string>& key_columns,
+                            Envelope& envelope);
   // The domain event's record (Envelope or EnvelopeText); remembers its topic for
   // take_new_aggregate_types(). Defined and used in event_router.cpp only.
   template <typename DomainEvent>
@@ -134,6 +157,7 @@ class EventRouter {
   std::map<std::string, EventTopic, std::less<>> event_topics_;
   std::vector<std::string> new_aggregate_types_;
   RouterCounters counters_;
+  ToastFetcher* toast_fetcher_ = nullptr;
 };
 
 }  // namespace syncline::producer

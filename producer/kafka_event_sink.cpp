@@ -6,6 +6,7 @@
 #include <set>
 #include <utility>
 
+#include "common/failpoint.hpp"
 #include "common/logging.hpp"
 
 namespace syncline::producer {
@@ -40,44 +41,9 @@ KafkaEventSink::KafkaEventSink(KafkaSinkOptions options, metrics::Registry& regi
 }
 
 std::optional<SourcePosition> KafkaEventSink::read_position() {
-  const auto high = admin_.watermark_offsets(options_.positions_topic, 0, options_.timeout);
-  if (high.high == high.low) return std::nullopt;
-  kafka::Properties properties = options_.properties;
-  properties["group.id"] = options_.transactional_id + "-position-reader";
-  properties["enable.partition.eof"] = "true";
-  properties["fetch.wait.max.ms"] = "10";  // start-up waits on this read: do not let the broker linger
-  kafka::Consumer consumer(properties);
-  kafka::PartitionListPtr list(rd_kafka_topic_partition_list_new(1));
-  rd_kafka_topic_partition_list_add(list.get(), options_.positions_topic.c_str(), 0)->offset =
-      RD_KAFKA_OFFSET_BEGINNING;
-  if (const auto err = rd_kafka_assign(consumer.raw(), list.get()); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    throw kafka::KafkaError(err, fmt::format("cannot read {}: {}", options_.positions_topic, rd_kafka_err2str(err)));
-  }
-  std::optional<SourcePosition> last;
-  const auto deadline = std::chrono::steady_clock::now() + options_.timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    auto message = consumer.poll(std::chrono::milliseconds(200));
-    if (!message) continue;
-    if (message->error() == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-      consumer.close();
-      return last;
-    }
-    if (!message->ok()) {
-      throw kafka::KafkaError(message->error(), fmt::format("reading {}: {}", options_.positions_topic,
-                                                            message->error_message()));
-    }
-    const auto key = message->key();
-    if (!key || *key != options_.position_key) continue;
-    if (auto position = decode_position(message->value())) {
-      last = position;
-    } else {
-      log::get("producer")->warn("ignoring an unreadable record at offset {} of {}", message->offset(),
-                                 options_.positions_topic);
-    }
-  }
-  throw kafka::RetriableKafkaError(RD_KAFKA_RESP_ERR__TIMED_OUT,
-                                   fmt::format("reading the stored position from {} timed out",
-                                               options_.positions_topic));
+  return read_stored_position(options_.properties, PositionTopics{options_.positions_topic, options_.position_key,
+                                                                 options_.shared_positions_topic},
+                              options_.timeout);
 }
 
 void KafkaEventSink::ensure_topics(const std::vector<kafka::NewTopic>& topics) {
@@ -113,7 +79,22 @@ void KafkaEventSink::publish(OutgoingRecord record) {
   // partitions are also registered in one request instead of one per partition first seen.
   it->second.records->inc();
   it->second.bytes->inc(static_cast<double>(record.message.value.size()));
-  pending_.push_back(std::move(record.message));
+  if (record.every_partition) (void)partition_count(record.message.topic);  // fails now, not at commit
+  pending_.push_back(std::move(record));
+}
+
+int KafkaEventSink::partition_count(const std::string& topic) {
+  if (const auto it = partition_counts_.find(topic); it != partition_counts_.end()) return it->second;
+  const auto info = admin_.describe_topic(topic, options_.timeout);
+  if (!info || info->partitions.empty()) {
+    throw kafka::RetriableKafkaError(RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC,
+                                     fmt::format("cannot learn the partitions of {} for a truncate", topic));
+  }
+  // Kept for the process: adding partitions to a row-change topic while the producer runs would move
+  // keys between partitions, which breaks per-key order anyway (docs/PRODUCER.md).
+  const int count = static_cast<int>(info->partitions.size());
+  partition_counts_.emplace(topic, count);
+  return count;
 }
 
 void KafkaEventSink::load_topic_metadata(const std::string& topic) {
@@ -129,7 +110,17 @@ void KafkaEventSink::commit(const SourcePosition& position) {
     load_topic_metadata(options_.positions_topic);
     positions_topic_loaded_ = true;
   }
-  for (const auto& message : pending_) producer_.produce(message, options_.timeout);
+  for (auto& record : pending_) {
+    if (!record.every_partition) {
+      producer_.produce(record.message, options_.timeout);
+      continue;
+    }
+    const int partitions = partition_count(record.message.topic);
+    for (int partition = 0; partition < partitions; ++partition) {
+      record.message.partition = partition;
+      producer_.produce(record.message, options_.timeout);
+    }
+  }
   pending_.clear();
   kafka::OutgoingMessage record;
   record.topic = options_.positions_topic;
@@ -140,6 +131,7 @@ void KafkaEventSink::commit(const SourcePosition& position) {
   const auto started = std::chrono::steady_clock::now();
   producer_.commit_transaction(options_.timeout);
   in_transaction_ = false;
+  failpoint::hit("producer.after_kafka_commit");
   commit_seconds_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
 }
 

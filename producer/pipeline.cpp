@@ -3,6 +3,9 @@
 
 #include <fmt/format.h>
 
+#include "common/failpoint.hpp"
+#include "producer/source_check.hpp"
+
 #include <limits>
 #include <stdexcept>
 #include <type_traits>
@@ -11,15 +14,35 @@
 namespace syncline::producer {
 
 Pipeline::Pipeline(EventRouter& router, EventSink& sink, PipelineOptions options, ResumeFilter resume,
-                   SteadyClock clock)
-    : router_(router), sink_(sink), options_(std::move(options)), resume_(std::move(resume)), clock_(std::move(clock)) {
+                   PositionContext context, SteadyClock clock)
+    : router_(router),
+      sink_(sink),
+      options_(std::move(options)),
+      resume_(std::move(resume)),
+      clock_(std::move(clock)),
+      context_(std::move(context)) {
   if (const auto& stored = resume_.stored()) {
-    snapshot_done_ = stored->snapshot_done;
     if (stored->complete) {
       last_complete_ = *stored;
       confirmable_ = stored->end_lsn;
     }
   }
+}
+
+void Pipeline::check_history(Lsn commit_lsn, std::uint64_t xid) {
+  if (!context_.expect || commit_lsn < context_.expect->commit_lsn) return;
+  const PublishedTransaction expected = *context_.expect;
+  if (commit_lsn == expected.commit_lsn && xid == expected.xid) {
+    context_.expect.reset();  // the same history: from here on the stream continues it
+    return;
+  }
+  throw SourceRefused(fmt::format(
+      "the write database's WAL is not the history the producer published: the last transaction in Kafka "
+      "committed at {} (xid {}), but the slot resent {} at {} (xid {}) instead. The database was restored "
+      "or rewound, and streaming on would skip or repeat events. If the read models should follow this "
+      "database from now on, run `{}`.",
+      expected.commit_lsn, expected.xid, commit_lsn == expected.commit_lsn ? "another transaction" : "a later one",
+      commit_lsn, xid, kNewSourceCommand));
 }
 
 void Pipeline::on_message(Lsn wal_start, std::string_view payload) {
@@ -94,6 +117,7 @@ void Pipeline::on_message(Lsn wal_start, std::string_view payload) {
 
 void Pipeline::on_begin(const BeginMessage& begin) {
   if (txn_) throw DecodeError("Begin inside a transaction", 0);
+  check_history(begin.final_lsn, begin.xid);
   txn_ = TransactionInfo{begin.final_lsn, begin.commit_time.to_iso8601(), begin.xid, false};
   txn_commit_time_pg_ = begin.commit_time;
   seq_ = 0;
@@ -132,6 +156,7 @@ void Pipeline::publish(std::vector<OutgoingRecord> records) {
     if (!txn_has_records_) {
       txn_has_records_ = true;
       batch_commit_times_.push_back(txn_commit_time_pg_.to_sys_time());
+      if (!txn_->snapshot) batch_published_ = PublishedTransaction{txn_->commit_lsn, txn_->xid};
     }
   }
 }
@@ -140,7 +165,17 @@ void Pipeline::publish(std::vector<OutgoingRecord> records) {
 // into it the stream got, so memory and the Kafka transaction timeout stay bounded.
 void Pipeline::maybe_split_large_transaction() {
   if (!batch_open_ || batch_records_ < options_.batch_max_events || !txn_) return;
-  commit_batch(SourcePosition{txn_->commit_lsn, Lsn(), last_published_seq_, false, snapshot_done_});
+  if (txn_->snapshot) {
+    commit_batch(*snapshot_stream_);
+    failpoint::hit("producer.snapshot_chunk_committed");
+    return;
+  }
+  SourcePosition partial;
+  partial.commit_lsn = txn_->commit_lsn;
+  partial.seq = last_published_seq_;
+  partial.complete = false;
+  commit_batch(partial);
+  failpoint::hit("producer.split_transaction_committed");
 }
 
 void Pipeline::on_commit(const CommitMessage& commit) {
@@ -153,7 +188,10 @@ void Pipeline::on_commit(const CommitMessage& commit) {
     stats_.last_commit_lsn = commit_lsn;
     stats_.last_commit_time = txn_commit_time_pg_.to_sys_time();
   }
-  last_complete_ = SourcePosition{commit_lsn, commit.end_lsn, seq_, true, snapshot_done_};
+  last_complete_ = SourcePosition{};
+  last_complete_.commit_lsn = commit_lsn;
+  last_complete_.end_lsn = commit.end_lsn;
+  last_complete_.seq = seq_;
   txn_.reset();
   if (!batch_open_) {
     confirmable_ = std::max(confirmable_, commit.end_lsn);
@@ -164,8 +202,16 @@ void Pipeline::on_commit(const CommitMessage& commit) {
   }
 }
 
-void Pipeline::commit_batch(const SourcePosition& position) {
+void Pipeline::commit_batch(const SourcePosition& stream) {
+  SourcePosition position = stream;
+  position.snapshot = context_.snapshot;
+  position.epoch = context_.epoch;
+  position.source = context_.source;
+  position.last_published = batch_published_ ? batch_published_ : context_.last_published;
+  position.fresh = false;
   sink_.commit(position);
+  context_.last_published = position.last_published;
+  batch_published_.reset();
   batch_open_ = false;
   batch_records_ = 0;
   ++stats_.kafka_commits;
@@ -187,41 +233,88 @@ void Pipeline::tick() {
 
 void Pipeline::flush() {
   if (!batch_open_) return;
-  if (txn_) {
-    commit_batch(SourcePosition{txn_->commit_lsn, Lsn(), last_published_seq_, false, snapshot_done_});
+  if (txn_ && txn_->snapshot) {
+    commit_batch(*snapshot_stream_);
+  } else if (txn_) {
+    SourcePosition partial;
+    partial.commit_lsn = txn_->commit_lsn;
+    partial.seq = last_published_seq_;
+    partial.complete = false;
+    commit_batch(partial);
   } else {
     commit_batch(last_complete_);
   }
 }
 
-void Pipeline::on_snapshot_row(const TransactionInfo& snapshot_txn, const RelationInfo& relation, TupleData row) {
-  if (!txn_) {
-    txn_ = snapshot_txn;
-    // The rows sit just below the consistent point: a live transaction whose commit record starts
-    // exactly at it is streamed, not in the snapshot, and sinks order changes by (commit_lsn, seq),
-    // so the rows must not share its commit LSN (a row with a higher seq would win over it).
-    txn_->commit_lsn = position_before(snapshot_txn.commit_lsn, 0, false).commit_lsn;
-    txn_commit_time_pg_ = PgTimestamp::from_sys_time(
-        std::chrono::time_point_cast<std::chrono::microseconds>(std::chrono::system_clock::now()));
-    seq_ = 0;
-    last_published_seq_ = 0;
-    txn_has_records_ = false;
-  }
+void Pipeline::begin_snapshot(const SourcePosition& stream_start) {
+  if (txn_) throw std::logic_error("begin_snapshot inside a source transaction");
+  snapshot_stream_ = stream_start;
+  snapshot_stream_->snapshot = {};
+  last_complete_ = stream_start;
+  confirmable_ = std::max(confirmable_, stream_start.end_lsn);
+}
+
+void Pipeline::open_snapshot_transaction(const TransactionInfo& version) {
+  if (!snapshot_stream_) throw std::logic_error("a snapshot row before begin_snapshot");
+  if (txn_ && txn_->commit_lsn == version.commit_lsn) return;
+  // Rows of one snapshot position share it; each new position (a resumed or renewed snapshot) counts
+  // its rows from 1 again, so (commit_lsn, seq) names every row once.
+  txn_ = version;
+  txn_->snapshot = true;
+  txn_commit_time_pg_ = PgTimestamp::from_sys_time(
+      std::chrono::time_point_cast<std::chrono::microseconds>(std::chrono::system_clock::now()));
+  seq_ = 0;
+  last_published_seq_ = 0;
+  txn_has_records_ = false;
+}
+
+SourceChange Pipeline::snapshot_change(ChangeKind kind, std::uint64_t seq) const {
   SourceChange change;
-  change.kind = ChangeKind::insert;
+  change.kind = kind;
   change.txn = &*txn_;
   change.lsn = txn_->commit_lsn;
-  change.seq = ++seq_;
+  change.seq = seq;
+  return change;
+}
+
+void Pipeline::on_snapshot_row(const TransactionInfo& version, const RelationInfo& relation, TupleData row,
+                               const SnapshotProgress& after) {
+  open_snapshot_transaction(version);
+  SourceChange change = snapshot_change(ChangeKind::insert, ++seq_);
   change.relation = &relation;
   change.new_tuple = std::move(row);
   handle_change(change);
+  // After handle_change: a batch it split off before this row holds the progress before it.
+  context_.snapshot = after;
 }
 
-void Pipeline::finish_snapshot(const TransactionInfo& snapshot_txn) {
-  snapshot_done_ = true;
-  last_complete_ = position_before(snapshot_txn.commit_lsn, seq_, true);
+void Pipeline::on_snapshot_truncate(const TransactionInfo& version, const RelationInfo& relation,
+                                    const SnapshotProgress& after) {
+  open_snapshot_transaction(version);
+  SourceChange change = snapshot_change(ChangeKind::truncate, 0);  // seq 0: below every row of its position
+  change.truncated.push_back(&relation);
+  handle_change(change);
+  context_.snapshot = after;
+}
+
+void Pipeline::commit_snapshot(const SnapshotProgress& progress) {
+  context_.snapshot = progress;
+  commit_batch(*snapshot_stream_);  // with no batch open: the position alone, so the progress is stored
+  failpoint::hit("producer.snapshot_chunk_committed");
+}
+
+void Pipeline::store_position(const SourcePosition& stream) {
+  if (batch_open_ || txn_) throw std::logic_error("store_position with a batch or transaction open");
+  last_complete_ = stream;
+  commit_batch(stream);
+}
+
+void Pipeline::finish_snapshot(const SnapshotProgress& done) {
+  context_.snapshot = done;
   txn_.reset();
-  commit_batch(last_complete_);
+  commit_batch(*snapshot_stream_);
+  last_complete_ = *snapshot_stream_;
+  snapshot_stream_.reset();
 }
 
 }  // namespace syncline::producer

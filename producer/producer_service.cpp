@@ -10,12 +10,16 @@
 #include "common/logging.hpp"
 #include "common/pg.hpp"
 #include "common/shutdown.hpp"
+#include "common/failpoint.hpp"
+#include "producer/initial_snapshot.hpp"
 #include "producer/kafka_event_sink.hpp"
 #include "producer/pipeline.hpp"
 #include "producer/replication_connection.hpp"
 #include "producer/replication_frame.hpp"
 #include "producer/slot_manager.hpp"
 #include "producer/snapshot_reader.hpp"
+#include "producer/source_check.hpp"
+#include "producer/toast_fetcher.hpp"
 #include "producer/topic_plan.hpp"
 
 namespace syncline::producer {
@@ -43,9 +47,10 @@ std::vector<TableName> published_tables(const ProducerConfig& options) {
 
 // Whether retrying can help. Configuration and state problems an operator must fix are not
 // retried: the process exits and says what is wrong.
-enum class Failure { transient, fatal, fenced };
+enum class Failure { transient, fatal, fenced, refused };
 
 Failure classify_failure(const std::exception& error) {
+  if (dynamic_cast<const SourceRefused*>(&error) != nullptr) return Failure::refused;
   if (const auto* kafka_error = dynamic_cast<const kafka::KafkaError*>(&error)) {
     if (dynamic_cast<const kafka::KafkaConfigError*>(kafka_error) != nullptr) return Failure::fatal;
     if (kafka_error->code() == RD_KAFKA_RESP_ERR__FENCED ||
@@ -69,11 +74,6 @@ Failure classify_failure(const std::exception& error) {
   if (dynamic_cast<const ConfigError*>(&error) != nullptr) return Failure::fatal;
   return Failure::transient;
 }
-
-class SessionEnded : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 }  // namespace
 
@@ -149,6 +149,10 @@ int ProducerService::run() {
           log->critical("cannot continue: {}", error.what());
           set_state("failed", error.what());
           return kExitFatal;
+        case Failure::refused:
+          log->critical("refusing to stream: {}", error.what());
+          set_state("refused", error.what());
+          return kExitSourceRefused;
         case Failure::transient:
           break;
       }
@@ -178,40 +182,75 @@ void ProducerService::run_session() {
   RouterOptions router_opts = router_options(database);
   // Read every session: whether a table has a primary key decides its key and its topic's policy.
   router_opts.primary_keys = read_primary_keys(sql, router_opts.captured_tables);
-  const TopicPlanOptions plan{options_.partitions, options_.replication_factor};
+  TopicPlanOptions plan{options_.partitions, options_.replication_factor, options_.slot};
   kafka::Properties kafka_properties(config_.kafka.properties.begin(), config_.kafka.properties.end());
   kafka_properties["bootstrap.servers"] = config_.kafka.bootstrap_servers;
   kafka_properties.try_emplace("client.id", config_.kafka.client_id);
-  KafkaEventSink sink(KafkaSinkOptions{kafka_properties, options_.transactional_id,
-                                       positions_topic_name(router_opts.topic_prefix), options_.slot},
+  const PositionTopics position_topics = position_topics_for(config_);
+  KafkaEventSink sink(KafkaSinkOptions{kafka_properties, options_.transactional_id, position_topics.own,
+                                       position_topics.key, position_topics.shared},
                       registry_);
   sink.ensure_topics(plan_topics(router_opts, plan));
   std::optional<SourcePosition> stored = sink.read_position();
   log->info("stored position: {}", stored ? encode_position(*stored) : std::string("none"));
 
+  // Is this the source the stored positions came from, and can its slot continue their stream?
+  ReplicationConnection replication(dsn);
+  const SystemIdentity identity = replication.identify_system();
+  SourceFacts facts;
+  facts.now = SourceIdentity{identity.system_id, static_cast<std::uint32_t>(identity.timeline)};
+  facts.server_wal = identity.wal_flush;
+  facts.slot_name = options_.slot;
+  facts.slot = slots.slot_state(options_.slot);
+  if (stored && !stored->fresh && !stored->source.system_id.empty() &&
+      stored->source.timeline != facts.now.timeline && facts.now.timeline > 1) {
+    facts.history = parse_timeline_history(replication.timeline_history(identity.timeline));
+  }
+  if (const auto problem = source_problem(stored, facts)) throw SourceRefused(*problem);
+  if (stored && !stored->source.system_id.empty() && stored->source.timeline != facts.now.timeline) {
+    log->warn("the write database moved from timeline {} to {} (a promotion) after the stored position; the slot "
+              "carries on, and the new timeline is recorded with the next position",
+              stored->source.timeline, facts.now.timeline);
+  }
+  SlotState slot = facts.slot;
+  if (slot.exists) slots.validate_slot(options_.slot);
+
   const bool want_snapshot = options_.snapshot == SnapshotMode::initial;
-  SlotState slot = slots.slot_state(options_.slot);
-  if (slot.exists) {
-    slots.validate_slot(options_.slot);
-    if (want_snapshot && stored && !stored->snapshot_done) {
-      log->warn("the initial snapshot of slot '{}' did not finish; dropping the slot to take it again",
-                options_.slot);
-      slots.drop_slot(options_.slot);
-      slot.exists = false;
-    } else if (!stored) {
-      log->warn("slot '{}' exists but no position is stored in Kafka: streaming from the slot's confirmed "
-                "position {} without a snapshot", options_.slot, slot.confirmed_flush_lsn);
-    }
+  const bool fresh = stored && stored->fresh;
+  PositionContext context;
+  context.epoch = stored ? stored->epoch : 0;
+  context.source = facts.now;
+  if (stored && !fresh) {
+    context.snapshot = stored->snapshot;
+    context.last_published = stored->last_published;
+    context.expect = expected_first_transaction(stored, slot.confirmed_flush_lsn);
+  }
+  router_opts.epoch = context.epoch;
+  if (stored && !fresh && context.snapshot.state == SnapshotProgress::State::none && want_snapshot) {
+    log->warn("producer.snapshot is 'initial', but slot '{}' was started without a snapshot: the initial snapshot "
+              "is taken only with a new slot. To publish the captured tables' rows now, run `syncline-ctl resync "
+              "snapshot --table ...` (the slot is kept: it may hold unpublished changes)",
+              options_.slot);
   }
 
   EventRouter router(router_opts);
+  PgToastFetcher toast_fetcher(sql);
+  router.set_toast_fetcher(&toast_fetcher);
   auto& latency = registry_.histogram("syncline_producer_publish_latency_seconds",
                                       "From the source commit to the Kafka commit that published it.",
                                       metrics::default_latency_buckets());
   PipelineOptions pipeline_options{options_.batch_max_events, options_.batch_max, plan,
                                    [&latency](std::chrono::duration<double> age) { latency.observe(age.count()); }};
+  // A fresh (new-source) position holds nothing of the stream: nothing is skipped.
+  Pipeline pipeline(router, sink, pipeline_options, ResumeFilter(stored), context, Clock::now);
 
-  ReplicationConnection replication(dsn);
+  // The snapshot, if one is due: a new slot's first (from its own exported snapshot), or the rest of
+  // an interrupted one, or one for a slot that exists without a stored position (a crash between
+  // creating the slot and storing its first position). The slot is never dropped: it holds the WAL
+  // since its consistent point, which the stream publishes after the snapshot.
+  std::unique_ptr<SnapshotSession> first_snapshot;
+  std::optional<SourcePosition> stream_start;
+  SnapshotProgress progress = context.snapshot;
   if (!slot.exists) {
     if (!options_.create_slot) {
       throw ConfigError(fmt::format("replication slot '{}' does not exist and producer.create_slot is false",
@@ -219,40 +258,57 @@ void ProducerService::run_session() {
     }
     const CreatedSlot created = replication.create_slot(options_.slot, want_snapshot);
     log->info("created slot '{}' at {}", options_.slot, created.consistent_point);
-    const TransactionInfo snapshot_txn{created.consistent_point, now_iso8601(), 0, true};
-    // Stored before the snapshot starts, so a crash during it is noticed and the snapshot redone.
-    SourcePosition start = position_before(created.consistent_point, 0, false);
-    start.complete = !want_snapshot;
-    std::optional<pg::PgConnection> snapshot_connection;
-    std::optional<SnapshotReader> reader;
+    failpoint::hit("producer.after_slot_created");
     if (want_snapshot) {
       // Imported before the replication connection runs another command, or the snapshot is gone.
-      snapshot_connection.emplace(dsn);
-      reader.emplace(*snapshot_connection, created.snapshot_name.value());
+      first_snapshot = std::make_unique<SnapshotSession>(dsn);
+      first_snapshot->reader.emplace(first_snapshot->sql, created.snapshot_name.value(), options_.snapshot_chunk_rows);
+      first_snapshot->consistent_point = created.consistent_point;
+      first_snapshot->taken = Clock::now();
     }
-    sink.begin();
-    sink.commit(start);
-    stored = start;
+    stream_start = position_before(created.consistent_point);
+    progress = want_snapshot ? SnapshotProgress{SnapshotProgress::State::running, 0, std::nullopt, 0, fresh}
+                             : SnapshotProgress{};
+    // Stored before the snapshot starts: from here on a restart resumes it and keeps this slot.
+    pipeline.set_snapshot_progress(progress);
+    pipeline.store_position(*stream_start);
+  } else if (!stored || fresh) {
+    stream_start = position_before(slot.confirmed_flush_lsn);
     if (want_snapshot) {
-      set_state("snapshot");
-      Pipeline snapshot(router, sink, pipeline_options, ResumeFilter(), Clock::now);
-      std::uint64_t total = 0;
-      for (const auto& table : options_.capture) {
-        const auto rows = reader->read_table(TableName{table.schema, table.table},
-                                             [&](const RelationInfo& relation, const TupleData& row) {
-                                               snapshot.on_snapshot_row(snapshot_txn, relation, row);
-                                               if (shutdown::requested()) throw SessionEnded("stopped during the snapshot");
-                                             });
-        total += rows;
-      }
-      reader->finish();
-      snapshot.finish_snapshot(snapshot_txn);
-      stored = position_before(created.consistent_point, total, true);
-      log->info("initial snapshot published: {} rows", total);
+      log->warn("slot '{}' exists but no position is stored in Kafka: taking the initial snapshot now (the slot "
+                "streams from its confirmed position {} afterwards)",
+                options_.slot, slot.confirmed_flush_lsn);
+      progress = SnapshotProgress{SnapshotProgress::State::running, 0, std::nullopt, 0, fresh};
+    } else {
+      log->warn("slot '{}' exists but no position is stored in Kafka: streaming from the slot's confirmed "
+                "position {} without a snapshot",
+                options_.slot, slot.confirmed_flush_lsn);
     }
+  } else if (progress.state == SnapshotProgress::State::running) {
+    stream_start = *stored;
+    log->info("resuming the initial snapshot of slot '{}' at table {} of {} ({} row(s) published so far)",
+              options_.slot, progress.table + 1, options_.capture.size(), progress.rows);
+  }
+  if (progress.state == SnapshotProgress::State::running) {
+    set_state("snapshot");
+    pipeline.begin_snapshot(*stream_start);
+    InitialSnapshotOptions snapshot_options;
+    snapshot_options.dsn = dsn;
+    for (const auto& table : options_.capture) snapshot_options.tables.push_back({table.schema, table.table});
+    snapshot_options.slot = options_.slot;
+    snapshot_options.chunk_rows = options_.snapshot_chunk_rows;
+    snapshot_options.max_age = options_.snapshot_max_age;
+    snapshot_options.stream_start = stream_start->end_lsn;
+    snapshot_options.stop_requested = [] { return shutdown::requested(); };
+    InitialSnapshot snapshot(std::move(snapshot_options), pipeline);
+    progress = snapshot.run(progress, std::move(first_snapshot));
+    if (progress.state != SnapshotProgress::State::done) {
+      log->info("stopped during the initial snapshot: {} row(s) published; the next start resumes it", progress.rows);
+      return;
+    }
+    log->info("initial snapshot published: {} rows", progress.rows);
   }
 
-  Pipeline pipeline(router, sink, pipeline_options, ResumeFilter(stored), Clock::now);
   StreamOptions stream;
   stream.publications = {options_.publication};
   replication.start_replication(options_.slot, Lsn(), stream);

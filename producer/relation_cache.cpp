@@ -5,6 +5,13 @@
 
 namespace syncline::producer {
 
+std::optional<std::size_t> RelationInfo::column_index(std::string_view name) const {
+  for (std::size_t i = 0; i < columns.size(); ++i) {
+    if (columns[i].name == name) return i;
+  }
+  return std::nullopt;
+}
+
 std::vector<std::string> RelationInfo::key_columns() const {
   std::vector<std::string> names;
   if (replica_identity == ReplicaIdentity::full) return names;

@@ -2,8 +2,10 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -21,6 +23,8 @@ struct RelationInfo {
   // The replica identity columns, in table order: the row-change key. Empty when there is none
   // (or the identity is FULL, where every column is flagged and the whole row is the key).
   std::vector<std::string> key_columns() const;
+  // The position of column `name` in the relation's (and its tuples') column order.
+  std::optional<std::size_t> column_index(std::string_view name) const;
   friend bool operator==(const RelationInfo&, const RelationInfo&) = default;
 };
 

@@ -141,6 +141,14 @@ SystemIdentity ReplicationConnection::identify_system() {
   return identity;
 }
 
+std::string ReplicationConnection::timeline_history(int timeline) {
+  const pg::Result result = run("TIMELINE_HISTORY " + std::to_string(timeline), PGRES_TUPLES_OK);
+  if (result.rows() != 1) {
+    throw pg::PgError(std::string(kProtocolViolation), "TIMELINE_HISTORY returned no row");
+  }
+  return std::string(result.value(0, 1));
+}
+
 CreatedSlot ReplicationConnection::create_slot(std::string_view slot_name, bool export_snapshot) {
   check_slot_name(slot_name);
   // PostgreSQL 15 syntax. 'nothing' avoids building a snapshot nobody imports.

@@ -60,6 +60,9 @@ class ReplicationConnection {
   ReplicationConnection& operator=(const ReplicationConnection&) = delete;
 
   SystemIdentity identify_system();
+  // The content of timeline `timeline`'s history file: how it branched off its ancestors (one line per
+  // switch, "parent<TAB>switchpoint<TAB>reason"). Timeline 1 has none (the server refuses it).
+  std::string timeline_history(int timeline);
 
   // A permanent logical slot with the pgoutput plugin. Slot names are what PostgreSQL accepts:
   // 1-63 characters of [a-z0-9_]; anything else throws PgError (42602) before contacting the server.

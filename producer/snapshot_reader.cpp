@@ -1,10 +1,16 @@
 // SnapshotReader: catalog lookups and cursor reads under an imported snapshot (see snapshot_reader.hpp).
 #include "producer/snapshot_reader.hpp"
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "common/logging.hpp"
+#include "producer/replication_connection.hpp"
 
 namespace syncline::producer {
 namespace {
@@ -131,10 +137,103 @@ std::uint64_t SnapshotReader::read_table(const TableName& table, const SnapshotR
   return count;
 }
 
+std::vector<std::string> SnapshotReader::column_types(const RelationInfo& relation,
+                                                      const std::vector<std::string>& columns) {
+  std::vector<std::string> types;
+  for (const auto& column : columns) {
+    const auto result = connection_.exec(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = $1::oid AND attname = $2",
+        {std::to_string(relation.relation_id), column});
+    if (result.rows() != 1) {
+      throw pg::PgError(std::string(kUndefinedTable), fmt::format("column {} of {}.{} not found in the snapshot",
+                                                                  column, relation.schema, relation.table));
+    }
+    types.emplace_back(result.value(0, 0));
+  }
+  return types;
+}
+
+std::size_t SnapshotReader::read_chunk(const RelationInfo& relation, const std::vector<std::string>& key_columns,
+                                       const std::optional<nlohmann::json>& after_key, std::size_t limit,
+                                       const std::function<void(const TupleData& row, nlohmann::json key)>& on_row) {
+  if (!transaction_) {
+    throw pg::PgError(std::string(kInvalidParameter), "the snapshot transaction has already finished");
+  }
+  std::vector<std::string> names;
+  for (const auto& column : relation.columns) names.push_back(column.name);
+  std::vector<std::size_t> key_index;
+  for (const auto& column : key_columns) {
+    const auto index = relation.column_index(column);
+    if (!index) throw pg::PgError(std::string(kUndefinedTable), "key column " + column + " is not in the table");
+    key_index.push_back(*index);
+  }
+  const TableName table{relation.schema, relation.table};
+  const bool after = after_key.has_value();
+  const std::string sql = keyset_chunk_sql(table, names, key_columns, column_types(relation, key_columns), {}, after);
+  std::vector<pg::Param> params;
+  if (after) {
+    for (const auto& column : key_columns) params.emplace_back(after_key->at(column).get<std::string>());
+  }
+  params.emplace_back(std::to_string(limit));
+  const pg::Result chunk = connection_.exec(sql, params);
+  TupleData tuple(relation.columns.size());
+  for (int row = 0; row < chunk.rows(); ++row) {
+    for (int column = 0; column < chunk.columns(); ++column) {
+      auto& cell = tuple[static_cast<std::size_t>(column)];
+      cell.kind = chunk.is_null(row, column) ? ColumnKind::null : ColumnKind::text;
+      cell.value.assign(chunk.value(row, column));
+    }
+    nlohmann::json key = nlohmann::json::object();
+    for (std::size_t i = 0; i < key_columns.size(); ++i) key[key_columns[i]] = tuple[key_index[i]].value;
+    on_row(tuple, std::move(key));
+  }
+  return static_cast<std::size_t>(chunk.rows());
+}
+
 void SnapshotReader::finish() {
   if (!transaction_) return;
   transaction_->commit();
   transaction_.reset();
+}
+
+std::unique_ptr<SnapshotSession> open_snapshot_session(const std::string& dsn, std::string_view slot_prefix) {
+  static std::atomic<unsigned> counter{0};
+  auto session = std::make_unique<SnapshotSession>(dsn);
+  // The slot exists only to export a snapshot with its exact WAL position. Once the snapshot is
+  // imported the transaction keeps it by itself, so the replication connection is closed at once and
+  // PostgreSQL drops the temporary slot: no WAL or catalog rows are pinned while the rows are read.
+  ReplicationConnection replication(dsn);
+  const auto slot_name = fmt::format("{}_{}_{}", slot_prefix, ::getpid(), counter++);
+  const CreatedSlot created = replication.create_temporary_slot(slot_name);
+  session->reader.emplace(session->sql, created.snapshot_name.value());
+  session->consistent_point = created.consistent_point;
+  session->taken = std::chrono::steady_clock::now();
+  return session;
+}
+
+Lsn snapshot_event_position(Lsn consistent_point) {
+  return consistent_point.is_valid() ? Lsn(consistent_point.value() - 1) : consistent_point;
+}
+
+std::string keyset_chunk_sql(const TableName& table, const std::vector<std::string>& columns,
+                             const std::vector<std::string>& key_columns,
+                             const std::vector<std::string>& key_types, std::string_view where, bool after_key) {
+  std::string sql = fmt::format("SELECT {} FROM {}", column_list(columns), quote_table(table));
+  std::vector<std::string> conditions;
+  if (after_key) {
+    // A row comparison: the index on the key serves it as a range scan.
+    std::vector<std::string> params;
+    for (std::size_t i = 0; i < key_columns.size(); ++i)
+      params.push_back(fmt::format("${}::{}", i + 1, key_types.at(i)));
+    conditions.push_back(fmt::format("({}) > ({})", column_list(key_columns), fmt::join(params, ", ")));
+  }
+  // Spliced as written: the operator's own predicate, run in a READ ONLY transaction; the
+  // parameterised LIMIT keeps the statement on the extended protocol (one statement only).
+  if (!where.empty()) conditions.push_back(fmt::format("({})", where));
+  if (!conditions.empty()) sql += fmt::format(" WHERE {}", fmt::join(conditions, " AND "));
+  sql += fmt::format(" ORDER BY {} LIMIT ${}::bigint", column_list(key_columns),
+                     after_key ? key_columns.size() + 1 : 1);
+  return sql;
 }
 
 }  // namespace syncline::producer

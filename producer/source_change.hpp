@@ -47,6 +47,10 @@ struct OutgoingRecord {
   kafka::OutgoingMessage message;
   Lsn commit_lsn;
   std::uint64_t seq = 0;
+  // A truncate: the sink writes one copy to every partition of the topic, so that in each partition it
+  // follows every row committed before it and precedes every row committed after (message.partition
+  // is ignored). docs/PRODUCER.md "TRUNCATE".
+  bool every_partition = false;
 };
 
 }  // namespace syncline::producer

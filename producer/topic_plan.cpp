@@ -45,7 +45,7 @@ std::vector<kafka::NewTopic> plan_topics(const RouterOptions& router, const Topi
        .partitions = plan.partitions,
        .replication_factor = plan.replication_factor,
        .config = kKeepEverything});
-  add({.name = positions_topic_name(router.topic_prefix),
+  add({.name = positions_topic_name(router.topic_prefix, plan.slot),
        .partitions = 1,
        .replication_factor = plan.replication_factor,
        .config = kCompacted});

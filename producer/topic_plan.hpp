@@ -17,16 +17,18 @@ using ::syncline::dead_letter_topic_name;
 using ::syncline::event_topic_name;
 using ::syncline::kMaxTopicNameLength;
 using ::syncline::positions_topic_name;
+using ::syncline::shared_positions_topic_name;
 using ::syncline::row_change_topic_name;
 using ::syncline::sanitize_topic_component;
 
 struct TopicPlanOptions {
   int partitions = 3;
   int replication_factor = -1;  // -1: the broker's default
+  std::string slot = "syncline";  // names the producer's own position topic
 };
 
 // The topics known before the first change arrives: one row-change topic per captured table, the
-// dead-letter topic and the producer's position topic (one partition, compacted: only the latest
+// dead-letter topic and the slot's position topic (one partition, compacted: only the latest
 // position matters). Domain-event topics depend on the aggregate types the application writes, so
 // they are ensured lazily with domain_event_topic() for each type
 // EventRouter::take_new_aggregate_types() reports. Duplicate names (see sanitize_topic_component)

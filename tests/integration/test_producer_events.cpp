@@ -180,13 +180,25 @@ TEST(ProducerEvents, row_changes_of_captured_tables_map_every_type_and_carry_op_
 
   const auto types_topic = harness.row_topic("public", types.name());
   const auto full_topic = harness.row_topic("public", full.name());
+  // 7 row changes, and the truncate once on each of the 3 partitions of both topics.
   std::vector<ConsumedRecord> records;
-  ASSERT_TRUE(await_records(harness, {types_topic, full_topic}, 9, records));
-  ASSERT_EQ(records.size(), 9U);
+  ASSERT_TRUE(await_records(harness, {types_topic, full_topic}, 13, records));
+  ASSERT_EQ(records.size(), 13U);
   const auto type_changes = decoded(on_topic(records, types_topic));
   const auto full_changes = decoded(on_topic(records, full_topic));
-  ASSERT_EQ(type_changes.size(), 5U);
-  ASSERT_EQ(full_changes.size(), 4U);
+  ASSERT_EQ(type_changes.size(), 7U);
+  ASSERT_EQ(full_changes.size(), 6U);
+  for (const auto& topic : {types_topic, full_topic}) {
+    std::set<std::int32_t> truncated_partitions;
+    std::set<std::string> truncate_ids;
+    for (const auto& [record, envelope] : decoded(on_topic(records, topic))) {
+      if (envelope.op != Op::truncate) continue;
+      truncated_partitions.insert(record.partition);
+      truncate_ids.insert(envelope.id);
+    }
+    EXPECT_EQ(truncated_partitions, (std::set<std::int32_t>{0, 1, 2})) << topic << ": a copy on every partition";
+    EXPECT_EQ(truncate_ids.size(), 1U) << topic << ": the copies are one event";
+  }
   const auto database = current_database(harness);
   for (const auto& [record, envelope] : type_changes) {
     expect_event_headers(record, envelope);

@@ -40,6 +40,13 @@ void ChildProcess::start() {
     throw std::runtime_error("fork failed");
   }
   if (pid == 0) {
+    for (const auto& [name, value] : env_) {
+      if (value.empty()) {
+        ::unsetenv(name.c_str());
+      } else {
+        ::setenv(name.c_str(), value.c_str(), 1);
+      }
+    }
     ::dup2(fd, STDOUT_FILENO);
     ::dup2(fd, STDERR_FILENO);
     ::execv(program_.c_str(), argv.data());
@@ -50,6 +57,11 @@ void ChildProcess::start() {
   exit_status_.reset();
   pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));  // glibc 2.36 declares pidfd_open without C linkage
   if (pidfd_ < 0) throw std::runtime_error("pidfd_open failed");
+}
+
+void ChildProcess::set_env(std::string name, std::string value) {
+  std::erase_if(env_, [&](const auto& entry) { return entry.first == name; });
+  env_.emplace_back(std::move(name), std::move(value));
 }
 
 bool ChildProcess::running() {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace syncline::test {
@@ -20,6 +21,8 @@ class ChildProcess {
   ChildProcess& operator=(const ChildProcess&) = delete;
 
   void start();
+  // An environment variable for the next start() (e.g. SYNCLINE_FAILPOINTS); an empty value unsets it.
+  void set_env(std::string name, std::string value);
   bool running();
   pid_t pid() const { return pid_; }
   // Sends `signal` and waits up to `timeout` for the exit; returns the exit status (128+signal when
@@ -33,6 +36,7 @@ class ChildProcess {
  private:
   std::string program_;
   std::vector<std::string> args_;
+  std::vector<std::pair<std::string, std::string>> env_;
   std::string log_path_;
   pid_t pid_ = -1;
   int pidfd_ = -1;  // readable once the child exits

@@ -9,6 +9,7 @@
 
 #include <csignal>
 #include <cstdint>
+#include <cstdlib>
 #include <fstream>
 #include <mutex>
 #include <random>
@@ -82,8 +83,18 @@ ProducerHarness::ProducerHarness(std::string_view name, std::string producer_yam
       outbox_table()));
   producer_yaml_ = std::move(producer_yaml);
   config_path_ = write_config("", http_port_);
-  process_ = std::make_unique<ChildProcess>(SYNCLINE_PRODUCER_BIN, std::vector<std::string>{"--config", config_path_},
+  process_ = std::make_unique<ChildProcess>(producer_binary(), std::vector<std::string>{"--config", config_path_},
                                             fmt::format("/tmp/{}.log", name_));
+}
+
+std::string producer_binary() {
+  const char* other = std::getenv("SYNCLINE_TEST_PRODUCER_BIN");
+  return other != nullptr && *other != '\0' ? std::string(other) : std::string(SYNCLINE_PRODUCER_BIN);
+}
+
+void ProducerHarness::reconfigure(std::string producer_yaml) {
+  producer_yaml_ = std::move(producer_yaml);
+  config_path_ = write_config("", http_port_);
 }
 
 ProducerHarness::~ProducerHarness() {
@@ -147,7 +158,7 @@ std::string ProducerHarness::write_config(std::string_view suffix, int http_port
 std::unique_ptr<ChildProcess> ProducerHarness::twin() const {
   // Same slot, topics and transactional.id; its own HTTP port, or it could not start at all.
   const auto path = write_config(".twin", free_port());
-  return std::make_unique<ChildProcess>(SYNCLINE_PRODUCER_BIN, std::vector<std::string>{"--config", path},
+  return std::make_unique<ChildProcess>(producer_binary(), std::vector<std::string>{"--config", path},
                                         fmt::format("/tmp/{}.twin.log", name_));
 }
 

@@ -59,6 +59,8 @@ class ProducerHarness {
   long peak_rss_kib() const;
 
   void start();
+  // Replaces the extra `producer:` keys for the next start() (the same names and slot).
+  void reconfigure(std::string producer_yaml);
   void kill();                        // SIGKILL, reaped
   std::optional<int> stop();          // SIGTERM; the exit status
   // Waits until /readyz answers 200 (the producer is streaming).
@@ -92,6 +94,10 @@ std::vector<ConsumedRecord> read_committed_records(const std::vector<std::string
 std::size_t consume_committed_records(const std::vector<std::string>& topics, std::size_t at_least,
                                       std::chrono::milliseconds deadline,
                                       const std::function<void(const ConsumedRecord&)>& on_record);
+
+// The syncline-producer the harnesses run: SYNCLINE_TEST_PRODUCER_BIN when set (to run a regression
+// test against another build, e.g. the one before a fix), else the one built with the tests.
+std::string producer_binary();
 
 // A TCP port on 127.0.0.1 that nothing listens on, never handed out twice in this process; from
 // 10000-14999, below the ephemeral range (see producer_harness.cpp).

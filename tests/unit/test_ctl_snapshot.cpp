@@ -82,21 +82,21 @@ TEST(CtlSnapshotProgressRecord, rejects_what_it_did_not_write) {
 }
 
 TEST(CtlSnapshotChunkSql, first_chunk_has_no_key_bound_and_a_parameterised_limit) {
-  EXPECT_EQ(keyset_chunk_sql(kItems, {"id", "name"}, {"id"}, {"bigint"}, "", false),
+  EXPECT_EQ(keyset_chunk_sql({kItems.schema, kItems.table}, {"id", "name"}, {"id"}, {"bigint"}, "", false),
             R"(SELECT "id", "name" FROM "public"."items" ORDER BY "id" LIMIT $1::bigint)");
 }
 
 TEST(CtlSnapshotChunkSql, next_chunks_start_after_the_last_key_as_a_row_comparison) {
-  EXPECT_EQ(keyset_chunk_sql(kItems, {"a", "b", "v"}, {"a", "b"}, {"integer", "text"}, "", true),
+  EXPECT_EQ(keyset_chunk_sql({kItems.schema, kItems.table}, {"a", "b", "v"}, {"a", "b"}, {"integer", "text"}, "", true),
             R"(SELECT "a", "b", "v" FROM "public"."items" WHERE ("a", "b") > ($1::integer, $2::text) )"
             R"(ORDER BY "a", "b" LIMIT $3::bigint)");
 }
 
 TEST(CtlSnapshotChunkSql, the_predicate_is_parenthesised_so_or_cannot_escape_the_key_bound) {
-  EXPECT_EQ(keyset_chunk_sql(kItems, {"id"}, {"id"}, {"bigint"}, "id < 10 OR id > 20", true),
+  EXPECT_EQ(keyset_chunk_sql({kItems.schema, kItems.table}, {"id"}, {"id"}, {"bigint"}, "id < 10 OR id > 20", true),
             R"(SELECT "id" FROM "public"."items" WHERE ("id") > ($1::bigint) AND (id < 10 OR id > 20) )"
             R"(ORDER BY "id" LIMIT $2::bigint)");
-  EXPECT_EQ(keyset_chunk_sql(kItems, {"id"}, {"id"}, {"bigint"}, "id < 10", false),
+  EXPECT_EQ(keyset_chunk_sql({kItems.schema, kItems.table}, {"id"}, {"id"}, {"bigint"}, "id < 10", false),
             R"(SELECT "id" FROM "public"."items" WHERE (id < 10) ORDER BY "id" LIMIT $1::bigint)");
 }
 

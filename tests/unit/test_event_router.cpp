@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -743,9 +745,87 @@ TEST(EventRouterRowChanges, a_truncate_gives_one_event_per_captured_table_keyed_
   }
   EXPECT_EQ(event_of(records[0]).id, "0/16B3800:3:public.orders");
   EXPECT_EQ(event_of(records[1]).type, "public.audit_log.t");
+  // The table's rows are spread over every partition: a copy of the truncate goes to each.
+  EXPECT_TRUE(records[0].every_partition);
+  EXPECT_TRUE(records[1].every_partition);
   EXPECT_EQ(router.counters().row_change_events, 2U);
   EXPECT_EQ(router.counters().ignored_table_changes, 1U);
   EXPECT_EQ(router.counters().ignored_outbox_changes, 1U);
+}
+
+// A fetcher that answers from a map keyed by "schema.table/key...", and counts what it was asked.
+class FakeToastFetcher final : public ToastFetcher {
+ public:
+  std::map<std::string, std::vector<std::optional<std::string>>> rows;
+  std::vector<std::string> asked;
+
+  std::optional<std::vector<std::optional<std::string>>> fetch(const RelationInfo& relation,
+                                                               const std::vector<std::string>& key_columns,
+                                                               const std::vector<std::string>& key,
+                                                               const std::vector<std::string>& columns) override {
+    std::string name = relation.schema + "." + relation.table;
+    for (std::size_t i = 0; i < key.size(); ++i) name += "/" + key_columns[i] + "=" + key[i];
+    for (const auto& column : columns) asked.push_back(name + ":" + column);
+    const auto it = rows.find(name);
+    if (it == rows.end()) return std::nullopt;
+    return it->second;
+  }
+};
+
+// Issue 14, point 4: the create of a moved row must carry the TOASTed value the update left out, or the
+// sinks (which hold no row under the new key) lose it for good.
+TEST(EventRouterRowChanges, a_key_change_fills_the_unchanged_toasted_values_of_its_create_from_the_database) {
+  EventRouter router(options());
+  FakeToastFetcher fetcher;
+  fetcher.rows["public.orders/id=8"] = {std::string(9000, 'n')};
+  router.set_toast_fetcher(&fetcher);
+  const auto records =
+      router.route(update(kOrders, OldTuple{OldTupleKind::key, {text("7"), null_value(), null_value()}},
+                          {text("8"), text("paid"), unchanged_toast()}));
+  ASSERT_EQ(records.size(), 2U);
+  const auto creation = event_of(records[1]);
+  EXPECT_EQ(creation.op, Op::create);
+  EXPECT_EQ(creation.after, json({{"id", 8}, {"status", "paid"}, {"notes", std::string(9000, 'n')}}));
+  EXPECT_TRUE(creation.source.unchanged_toast.empty());
+  EXPECT_THAT(fetcher.asked, ElementsAre("public.orders/id=8:notes"));
+}
+
+TEST(EventRouterRowChanges, a_key_change_of_a_row_gone_since_keeps_the_column_listed_as_unchanged) {
+  EventRouter router(options());
+  FakeToastFetcher fetcher;  // no such row any more: a later delete of it follows in the stream
+  router.set_toast_fetcher(&fetcher);
+  const auto records =
+      router.route(update(kOrders, OldTuple{OldTupleKind::key, {text("7"), null_value(), null_value()}},
+                          {text("8"), text("paid"), unchanged_toast()}));
+  ASSERT_EQ(records.size(), 2U);
+  EXPECT_THAT(event_of(records[1]).source.unchanged_toast, ElementsAre("notes"));
+}
+
+TEST(EventRouterRowChanges, a_full_identity_key_change_takes_the_unchanged_value_from_the_old_row_without_a_query) {
+  EventRouter router(options());
+  FakeToastFetcher fetcher;
+  router.set_toast_fetcher(&fetcher);
+  const auto records = router.route(update(kOrdersFull, OldTuple{OldTupleKind::full, {text("7"), text("big")}},
+                                           {text("9"), unchanged_toast()}));
+  ASSERT_EQ(records.size(), 2U);
+  EXPECT_EQ(event_of(records[1]).after, json({{"id", 9}, {"status", "big"}}));
+  EXPECT_TRUE(fetcher.asked.empty());
+}
+
+TEST(EventRouterRowChanges, an_update_that_keeps_its_key_leaves_unchanged_toast_to_the_sinks_without_a_query) {
+  EventRouter router(options());
+  FakeToastFetcher fetcher;
+  router.set_toast_fetcher(&fetcher);
+  const auto event = single_event(router, update(kOrders, std::nullopt, {text("7"), text("paid"), unchanged_toast()}));
+  EXPECT_THAT(event.source.unchanged_toast, ElementsAre("notes"));
+  EXPECT_TRUE(fetcher.asked.empty());
+}
+
+TEST(EventRouterRowChanges, the_source_epoch_is_stamped_into_every_envelope) {
+  auto with_epoch = options();
+  with_epoch.epoch = 2;
+  EventRouter router(with_epoch);
+  EXPECT_EQ(single_event(router, insert(kOrders, {text("7"), text("new"), null_value()})).source.epoch, 2U);
 }
 
 TEST(EventRouterRowChanges, changes_of_tables_that_are_not_captured_are_ignored_and_counted) {

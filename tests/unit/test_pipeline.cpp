@@ -15,6 +15,7 @@
 
 #include "common/envelope.hpp"
 #include "producer/pipeline.hpp"
+#include "producer/source_check.hpp"
 #include "producer/source_position.hpp"
 #include "producer/value_mapping.hpp"
 #include "tests/support/pgoutput_writer.hpp"
@@ -103,9 +104,19 @@ struct SourceTxn {
   Lsn commit_lsn;
   Lsn end_lsn;
   std::vector<WalMessage> messages;  // Begin ... Commit
+  Xid xid = 0;
 
-  SourcePosition complete_position(std::uint64_t seq) const { return {commit_lsn, end_lsn, seq, true, false}; }
-  SourcePosition partial_position(std::uint64_t seq) const { return {commit_lsn, Lsn(), seq, false, false}; }
+  // The position a commit stores when this transaction (with records) is the last one it covers.
+  SourcePosition complete_position(std::uint64_t seq) const {
+    SourcePosition position{commit_lsn, end_lsn, seq, true};
+    position.last_published = PublishedTransaction{commit_lsn, xid};
+    return position;
+  }
+  SourcePosition partial_position(std::uint64_t seq) const {
+    SourcePosition position{commit_lsn, Lsn(), seq, false};
+    position.last_published = PublishedTransaction{commit_lsn, xid};
+    return position;
+  }
 };
 
 // Hands out increasing LSNs and xids, so transactions built one after another commit in that order.
@@ -128,8 +139,8 @@ class WalWriter {
   SourceTxn txn(const std::vector<std::string>& changes) {
     const Lsn begin{next_};
     const Lsn commit_lsn{next_ + 0x100 * (changes.size() + 1)};
-    SourceTxn txn{commit_lsn, Lsn(commit_lsn.value() + 0x30), {}};
-    txn.messages.push_back({begin, begin_message(commit_lsn, ++xid_)});
+    SourceTxn txn{commit_lsn, Lsn(commit_lsn.value() + 0x30), {}, ++xid_};
+    txn.messages.push_back({begin, begin_message(commit_lsn, txn.xid)});
     for (std::size_t i = 0; i < changes.size(); ++i) txn.messages.push_back({Lsn(next_ + 0x100 * (i + 1)), changes[i]});
     txn.messages.push_back({commit_lsn, commit_message(commit_lsn, txn.end_lsn)});
     next_ = txn.end_lsn.value() + 0x100;
@@ -158,7 +169,12 @@ class PipelineTest : public ::testing::Test {
   Pipeline& start(PipelineOptions options, std::optional<SourcePosition> stored = std::nullopt) {
     pipeline_.reset();
     router_.emplace(router_options());
-    pipeline_.emplace(*router_, sink_, std::move(options), ResumeFilter(stored), clock_.function());
+    PositionContext context;
+    if (stored) {
+      context.snapshot = stored->snapshot;
+      context.last_published = stored->last_published;
+    }
+    pipeline_.emplace(*router_, sink_, std::move(options), ResumeFilter(stored), context, clock_.function());
     return *pipeline_;
   }
   // A new process (router included) resuming from what Kafka holds, publishing into a fresh sink.
@@ -216,7 +232,7 @@ TEST_F(PipelineConfirmation, an_outbox_insert_is_published_and_committed_with_it
   feed_commit(txn);
   EXPECT_THAT(sink_.trace(), ElementsAre("ensure_topics syncline.events.conversation", "begin",
                                          "publish syncline.events.conversation", "commit"));
-  EXPECT_THAT(sink_.commits(), ElementsAre(SourcePosition{txn.commit_lsn, txn.end_lsn, 1, true, false}));
+  EXPECT_THAT(sink_.commits(), ElementsAre(txn.complete_position(1)));
   EXPECT_EQ(pipeline.confirmable(), txn.end_lsn);
   const auto record = sink_.published().at(0);
   EXPECT_EQ(record.kind, RecordKind::event);
@@ -249,8 +265,11 @@ TEST_F(PipelineConfirmation, a_transaction_without_records_does_not_move_confirm
 
   clock_.advance(milliseconds(100));
   pipeline.tick();
-  // The batch's position is the later, record-less transaction: both are handled in full.
-  EXPECT_THAT(sink_.commits(), ElementsAre(empty.complete_position(1)));
+  // The batch's position is the later, record-less transaction: both are handled in full. The last
+  // transaction with records is still the earlier one.
+  SourcePosition expected = empty.complete_position(1);
+  expected.last_published = PublishedTransaction{published.commit_lsn, published.xid};
+  EXPECT_THAT(sink_.commits(), ElementsAre(expected));
   EXPECT_EQ(pipeline.confirmable(), empty.end_lsn);
 }
 
@@ -286,8 +305,10 @@ TEST_F(PipelineConfirmation, captured_logical_messages_publish_the_domain_event_
   ASSERT_EQ(sink_.published().size(), 1U);
   EXPECT_EQ(sink_.published()[0].kind, RecordKind::dead_letter);
   EXPECT_EQ(pipeline.stats().dead_letters, 1U);
-  EXPECT_THAT(sink_.commits(), ElementsAre(SourcePosition{Lsn::from_string("0/1A78A20"),
-                                                          Lsn::from_string("0/1A78A50"), 1, true, false}));
+  ASSERT_EQ(sink_.commits().size(), 1U);
+  EXPECT_EQ(sink_.commits()[0].commit_lsn, Lsn::from_string("0/1A78A20"));
+  EXPECT_EQ(sink_.commits()[0].end_lsn, Lsn::from_string("0/1A78A50"));
+  EXPECT_TRUE(sink_.commits()[0].complete);
   EXPECT_EQ(pipeline.confirmable(), Lsn::from_string("0/1A78A50"));
 
   const auto calls_before_heartbeat = sink_.calls().size();
@@ -444,7 +465,7 @@ TEST_F(PipelineResume, after_a_restart_at_a_complete_position_transactions_at_or
   const auto second = wal_.outbox_txn(2);
   const auto third = wal_.outbox_txn(1, "order");
   SourcePosition stored = second.complete_position(2);
-  stored.snapshot_done = true;
+  stored.snapshot.state = SnapshotProgress::State::done;
 
   auto& pipeline = restart(batching(100, milliseconds(0)), stored);
   EXPECT_EQ(pipeline.confirmable(), second.end_lsn);
@@ -455,8 +476,9 @@ TEST_F(PipelineResume, after_a_restart_at_a_complete_position_transactions_at_or
 
   EXPECT_THAT(sink_.trace(), ElementsAre("ensure_topics syncline.events.order", "begin",
                                          "publish syncline.events.order", "commit"));
-  EXPECT_THAT(sink_.commits(), ElementsAre(SourcePosition{third.commit_lsn, third.end_lsn, 1, true, true}))
-      << "snapshot_done is carried over from the stored position";
+  SourcePosition expected = third.complete_position(1);
+  expected.snapshot.state = SnapshotProgress::State::done;
+  EXPECT_THAT(sink_.commits(), ElementsAre(expected)) << "the snapshot's state is carried over from the stored position";
   EXPECT_EQ(pipeline.stats().transactions_seen, 3U);
   EXPECT_EQ(pipeline.stats().transactions_skipped, 2U);
   EXPECT_EQ(pipeline.confirmable(), third.end_lsn);
@@ -550,57 +572,176 @@ const TransactionInfo kSnapshotTxn{
 
 TupleData order_row(std::string id) { return {{ColumnKind::text, std::move(id)}, {ColumnKind::text, "open"}}; }
 
-TEST_F(PipelineSnapshot, snapshot_rows_are_published_as_reads_and_finish_snapshot_commits_a_complete_position) {
-  auto& pipeline = start(batching(100, kNever));
+SnapshotProgress running(std::size_t table, std::optional<std::string> last_id, std::uint64_t rows) {
+  SnapshotProgress progress{SnapshotProgress::State::running, table, std::nullopt, rows};
+  if (last_id) progress.last_key = nlohmann::json{{"id", *last_id}};
+  return progress;
+}
+const SnapshotProgress kDone{SnapshotProgress::State::done, 0, std::nullopt, 3};
 
-  pipeline.on_snapshot_row(kSnapshotTxn, kOrders, order_row("1"));
-  pipeline.on_snapshot_row(kSnapshotTxn, kOrders, order_row("2"));
+// The stream's start: the new slot's consistent point (kSnapshotTxn's rows sit one below it).
+SourcePosition stream_start() { return position_before(Lsn(kSnapshotTxn.commit_lsn.value() + 1)); }
+
+SourcePosition stream_start_with(SnapshotProgress progress) {
+  auto position = stream_start();
+  position.snapshot = std::move(progress);
+  return position;
+}
+
+TEST_F(PipelineSnapshot, snapshot_rows_are_published_as_reads_at_their_position_and_finish_commits_the_stream_start) {
+  auto& pipeline = start(batching(100, kNever));
+  pipeline.begin_snapshot(stream_start());
+
+  pipeline.on_snapshot_row(kSnapshotTxn, kOrders, order_row("1"), running(0, "1", 1));
+  pipeline.on_snapshot_row(kSnapshotTxn, kOrders, order_row("2"), running(0, "2", 2));
   EXPECT_FALSE(pipeline.snapshot_done());
-  pipeline.finish_snapshot(kSnapshotTxn);
+  pipeline.finish_snapshot(kDone);
 
   EXPECT_THAT(sink_.trace(), ElementsAre("begin", "publish syncline.public.orders", "publish syncline.public.orders",
                                          "commit"));
+  std::uint64_t seq = 0;
   for (const auto& record : sink_.published()) {
     const auto envelope = decode_envelope(record.message.value);
     EXPECT_EQ(envelope.op, Op::read);
     EXPECT_TRUE(envelope.source.snapshot);
-    // Just below the consistent point (kSnapshotTxn.commit_lsn), which a live transaction can have.
-    EXPECT_EQ(envelope.source.commit_lsn, Lsn(kSnapshotTxn.commit_lsn.value() - 1));
+    EXPECT_EQ(envelope.source.commit_lsn, kSnapshotTxn.commit_lsn);
+    EXPECT_EQ(envelope.source.seq, ++seq);
   }
-  EXPECT_THAT(sink_.commits(),
-              ElementsAre(position_before(kSnapshotTxn.commit_lsn, 2, true)));
+  EXPECT_THAT(sink_.commits(), ElementsAre(stream_start_with(kDone)));
   EXPECT_TRUE(pipeline.snapshot_done());
   EXPECT_FALSE(pipeline.in_transaction());
-  EXPECT_EQ(pipeline.confirmable(), kSnapshotTxn.commit_lsn);
+  EXPECT_EQ(pipeline.confirmable(), stream_start().end_lsn);
 }
 
-TEST_F(PipelineSnapshot, a_large_snapshot_is_split_with_partial_positions_that_are_not_done) {
+TEST_F(PipelineSnapshot, a_split_snapshot_batch_stores_the_stream_start_and_the_key_of_its_last_row) {
   auto& pipeline = start(batching(2, kNever));
+  pipeline.begin_snapshot(stream_start());
 
-  for (const auto* id : {"1", "2", "3"}) pipeline.on_snapshot_row(kSnapshotTxn, kOrders, order_row(id));
-  pipeline.finish_snapshot(kSnapshotTxn);
+  for (const auto* id : {"1", "2", "3"}) {
+    pipeline.on_snapshot_row(kSnapshotTxn, kOrders, order_row(id), running(0, id, std::stoull(id)));
+  }
+  pipeline.finish_snapshot(kDone);
 
-  EXPECT_THAT(sink_.commits(),
-              ElementsAre(SourcePosition{Lsn(kSnapshotTxn.commit_lsn.value() - 1), Lsn(), 2, false, false},
-                          position_before(kSnapshotTxn.commit_lsn, 3, true)));
+  // The split before row 3 holds rows 1 and 2: its progress is row 2's, so a restart resumes after it.
+  EXPECT_THAT(sink_.commits(), ElementsAre(stream_start_with(running(0, "2", 2)), stream_start_with(kDone)));
+}
+
+TEST_F(PipelineSnapshot, a_snapshot_truncate_goes_to_every_partition_below_the_rows_of_its_position) {
+  auto& pipeline = start(batching(100, kNever));
+  pipeline.begin_snapshot(stream_start());
+
+  pipeline.on_snapshot_truncate(kSnapshotTxn, kOrders, running(0, std::nullopt, 0));
+  pipeline.on_snapshot_row(kSnapshotTxn, kOrders, order_row("1"), running(0, "1", 1));
+  pipeline.commit_snapshot(running(0, "1", 1));
+
+  ASSERT_EQ(sink_.published().size(), 2U);
+  const auto truncate = decode_envelope(sink_.published()[0].message.value);
+  EXPECT_EQ(truncate.op, Op::truncate);
+  EXPECT_EQ(truncate.source.seq, 0U);
+  EXPECT_TRUE(sink_.published()[0].every_partition);
+  EXPECT_EQ(decode_envelope(sink_.published()[1].message.value).source.seq, 1U);
+  EXPECT_FALSE(sink_.published()[1].every_partition);
+}
+
+TEST_F(PipelineSnapshot, rows_of_a_newer_snapshot_count_their_seq_from_one_at_their_own_position) {
+  auto& pipeline = start(batching(100, kNever));
+  pipeline.begin_snapshot(stream_start());
+  TransactionInfo renewed = kSnapshotTxn;
+  renewed.commit_lsn = Lsn(kSnapshotTxn.commit_lsn.value() + 0x500);
+
+  pipeline.on_snapshot_row(kSnapshotTxn, kOrders, order_row("1"), running(0, "1", 1));
+  pipeline.commit_snapshot(running(0, "1", 1));
+  pipeline.on_snapshot_row(renewed, kOrders, order_row("2"), running(0, "2", 2));
+  pipeline.finish_snapshot(kDone);
+
+  const auto second = decode_envelope(sink_.published().at(1).message.value);
+  EXPECT_EQ(second.source.commit_lsn, renewed.commit_lsn);
+  EXPECT_EQ(second.source.seq, 1U);
+  EXPECT_THAT(sink_.commits(), ElementsAre(stream_start_with(running(0, "1", 1)), stream_start_with(kDone)));
 }
 
 // A transaction whose commit record starts exactly at the slot's consistent point is streamed, not
 // in the snapshot: the stored position must not claim it.
 TEST_F(PipelineSnapshot, a_transaction_committed_at_the_consistent_point_is_not_taken_for_published) {
-  const ResumeFilter filter(position_before(kSnapshotTxn.commit_lsn, 5, true));
+  const ResumeFilter filter(position_before(kSnapshotTxn.commit_lsn));
   EXPECT_FALSE(filter.already_published(kSnapshotTxn.commit_lsn, 1));
   EXPECT_TRUE(filter.already_published(Lsn(kSnapshotTxn.commit_lsn.value() - 8), 1));
 }
 
 TEST_F(PipelineSnapshot, an_empty_snapshot_still_commits_that_it_is_done) {
   auto& pipeline = start(batching(100, kNever));
+  pipeline.begin_snapshot(stream_start());
 
-  pipeline.finish_snapshot(kSnapshotTxn);
+  pipeline.finish_snapshot(kDone);
 
-  EXPECT_THAT(sink_.commits(),
-              ElementsAre(position_before(kSnapshotTxn.commit_lsn, 0, true)));
+  EXPECT_THAT(sink_.commits(), ElementsAre(stream_start_with(kDone)));
   EXPECT_TRUE(pipeline.snapshot_done());
+}
+
+// --- Source history (point 3 of "no loss on any path") ---
+
+TEST_F(PipelineResume, the_resent_last_published_transaction_proves_the_history_and_streaming_goes_on) {
+  const auto first = wal_.outbox_txn(1);
+  const auto second = wal_.outbox_txn(1);
+  const SourcePosition stored = first.complete_position(1);
+  auto& pipeline = restart(batching(100, milliseconds(0)), stored);
+  pipeline_.reset();
+  PositionContext context;
+  context.last_published = stored.last_published;
+  context.expect = stored.last_published;
+  pipeline_.emplace(*router_, sink_, batching(100, milliseconds(0)), ResumeFilter(stored), context, clock_.function());
+  (void)pipeline;
+
+  feed(first);   // resent: skipped, and it is the transaction the stored position names
+  feed(second);  // published
+  EXPECT_THAT(sink_.commits(), ElementsAre(second.complete_position(1)));
+}
+
+TEST_F(PipelineResume, another_transaction_where_the_last_published_one_was_is_refused) {
+  const auto first = wal_.outbox_txn(1);
+  SourcePosition stored = first.complete_position(1);
+  stored.last_published->xid += 1;  // the WAL at that position now holds another transaction
+  restart(batching(100, milliseconds(0)), stored);
+  pipeline_.reset();
+  PositionContext context;
+  context.expect = stored.last_published;
+  pipeline_.emplace(*router_, sink_, batching(100, milliseconds(0)), ResumeFilter(stored), context, clock_.function());
+
+  EXPECT_THROW(feed(first), SourceRefused);
+  EXPECT_THAT(sink_.trace(), IsEmpty());
+}
+
+TEST_F(PipelineResume, a_later_transaction_arriving_first_means_the_published_one_is_gone_and_is_refused) {
+  const auto lost = wal_.outbox_txn(1);
+  const auto later = wal_.outbox_txn(1);
+  const SourcePosition stored = lost.complete_position(1);
+  restart(batching(100, milliseconds(0)), stored);
+  pipeline_.reset();
+  PositionContext context;
+  context.expect = stored.last_published;
+  pipeline_.emplace(*router_, sink_, batching(100, milliseconds(0)), ResumeFilter(stored), context, clock_.function());
+
+  try {
+    feed(later);
+    FAIL() << "a history without the published transaction was streamed";
+  } catch (const SourceRefused& refused) {
+    EXPECT_NE(std::string(refused.what()).find("syncline-ctl resync source --new-source"), std::string::npos)
+        << refused.what();
+  }
+  EXPECT_THAT(sink_.trace(), IsEmpty());
+}
+
+TEST_F(PipelineResume, a_commit_without_records_keeps_the_last_published_transaction_of_an_earlier_one) {
+  auto& pipeline = start(batching(100, kNever));
+  const auto published = wal_.outbox_txn(1);
+  const auto silent = wal_.uncaptured_txn();
+  feed(published);
+  feed(silent);
+  pipeline.flush();
+
+  ASSERT_EQ(sink_.commits().size(), 1U);
+  EXPECT_EQ(sink_.commits()[0].commit_lsn, silent.commit_lsn);
+  EXPECT_EQ(sink_.commits()[0].last_published, (PublishedTransaction{published.commit_lsn, published.xid}));
 }
 
 // --- ResumeFilter ---
@@ -614,7 +755,7 @@ TEST(ResumeFilter, without_a_stored_position_nothing_is_already_published) {
 }
 
 TEST(ResumeFilter, a_complete_position_covers_every_change_of_transactions_at_or_below_it) {
-  const ResumeFilter filter(SourcePosition{kStoredCommit, Lsn(kStoredCommit.value() + 0x30), 3, true, false});
+  const ResumeFilter filter(SourcePosition{kStoredCommit, Lsn(kStoredCommit.value() + 0x30), 3, true});
   EXPECT_TRUE(filter.already_published(Lsn(kStoredCommit.value() - 1), 100));
   EXPECT_TRUE(filter.already_published(kStoredCommit, 1));
   EXPECT_TRUE(filter.already_published(kStoredCommit, 100));
@@ -622,7 +763,7 @@ TEST(ResumeFilter, a_complete_position_covers_every_change_of_transactions_at_or
 }
 
 TEST(ResumeFilter, a_partial_position_covers_earlier_transactions_and_its_own_changes_up_to_seq) {
-  const ResumeFilter filter(SourcePosition{kStoredCommit, Lsn(), 3, false, false});
+  const ResumeFilter filter(SourcePosition{kStoredCommit, Lsn(), 3, false});
   EXPECT_TRUE(filter.already_published(Lsn(kStoredCommit.value() - 1), 100));
   EXPECT_TRUE(filter.already_published(kStoredCommit, 3));
   EXPECT_FALSE(filter.already_published(kStoredCommit, 4));
@@ -632,17 +773,35 @@ TEST(ResumeFilter, a_partial_position_covers_earlier_transactions_and_its_own_ch
 // --- encode_position / decode_position ---
 
 TEST(SourcePosition, complete_and_partial_positions_round_trip_through_their_json_form) {
-  const SourcePosition complete{kStoredCommit, Lsn::from_string("0/16B3830"), 12, true, true};
-  const SourcePosition partial{Lsn::from_string("FF/FFFFFFFF"), Lsn(), 10'000, false, false};
-  EXPECT_EQ(decode_position(encode_position(complete)), complete);
-  EXPECT_EQ(decode_position(encode_position(partial)), partial);
+  SourcePosition complete{kStoredCommit, Lsn::from_string("0/16B3830"), 12, true};
+  complete.snapshot.state = SnapshotProgress::State::done;
+  complete.snapshot.rows = 40;
+  complete.epoch = 2;
+  complete.source = {"7312345678901234567", 3};
+  complete.last_published = PublishedTransaction{kStoredCommit, 991};
+  SourcePosition partial{Lsn::from_string("FF/FFFFFFFF"), Lsn(), 10'000, false};
+  partial.snapshot = {SnapshotProgress::State::running, 1, nlohmann::json{{"id", "42"}}, 7, true};
+  SourcePosition fresh;
+  fresh.fresh = true;
+  fresh.epoch = 1;
+  for (const auto& position : {complete, partial, fresh}) {
+    EXPECT_EQ(decode_position(encode_position(position)), position) << encode_position(position);
+  }
   EXPECT_EQ(encode_position(complete),
-            R"({"commit_lsn":"0/16B3800","end_lsn":"0/16B3830","seq":12,"complete":true,"snapshot_done":true})");
+            R"({"commit_lsn":"0/16B3800","end_lsn":"0/16B3830","seq":12,"complete":true,"snapshot_done":true,)"
+            R"("snapshot":{"state":"done","rows":40},"epoch":2,"system_id":"7312345678901234567","timeline":3,)"
+            R"("last_published":{"commit_lsn":"0/16B3800","xid":991}})");
 }
 
-TEST(SourcePosition, a_position_without_snapshot_done_decodes_as_not_done) {
+TEST(SourcePosition, the_older_form_decodes_with_its_snapshot_done_or_as_no_snapshot_and_no_identity) {
+  SourcePosition done{Lsn(0x10), Lsn(0x40), 1, true};
+  done.snapshot.state = SnapshotProgress::State::done;
+  EXPECT_EQ(decode_position(R"({"commit_lsn":"0/10","end_lsn":"0/40","seq":1,"complete":true,"snapshot_done":true})"),
+            done);
+  // A position written while an old snapshot ran looks like one of `snapshot: never`: read as "none",
+  // so nothing is dropped or taken again.
   EXPECT_EQ(decode_position(R"({"commit_lsn":"0/10","end_lsn":"0/40","seq":1,"complete":true})"),
-            (SourcePosition{Lsn(0x10), Lsn(0x40), 1, true, false}));
+            (SourcePosition{Lsn(0x10), Lsn(0x40), 1, true}));
 }
 
 TEST(SourcePosition, decode_of_garbage_returns_nullopt) {

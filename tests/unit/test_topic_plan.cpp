@@ -31,7 +31,7 @@ TEST(TopicPlan, plans_a_compacted_topic_per_keyed_table_the_dead_letter_topic_an
   const auto topics = plan_topics(router, {.partitions = 6, .replication_factor = 3});
   EXPECT_THAT(names_of(topics),
               ::testing::ElementsAre("syncline.public.orders", "syncline.billing.invoices",
-                                     "syncline.dlq.producer", "syncline.producer.positions"));
+                                     "syncline.dlq.producer", "syncline.producer.positions.syncline"));
 
   const auto* orders = find_topic(topics, "syncline.public.orders");
   ASSERT_NE(orders, nullptr);
@@ -44,7 +44,7 @@ TEST(TopicPlan, plans_a_compacted_topic_per_keyed_table_the_dead_letter_topic_an
   EXPECT_EQ(dlq->partitions, 6);
   EXPECT_EQ(dlq->config.at("retention.ms"), "-1");
 
-  const auto* positions = find_topic(topics, "syncline.producer.positions");
+  const auto* positions = find_topic(topics, "syncline.producer.positions.syncline");
   ASSERT_NE(positions, nullptr);
   EXPECT_EQ(positions->partitions, 1);
   EXPECT_EQ(positions->replication_factor, 3);
@@ -94,7 +94,7 @@ TEST(TopicPlan, defaults_to_three_partitions_and_the_brokers_replication_factor)
   RouterOptions router;
   router.topic_prefix = "acme";
   const auto topics = plan_topics(router, {});
-  EXPECT_THAT(names_of(topics), ::testing::ElementsAre("acme.dlq.producer", "acme.producer.positions"));
+  EXPECT_THAT(names_of(topics), ::testing::ElementsAre("acme.dlq.producer", "acme.producer.positions.syncline"));
   EXPECT_EQ(topics[0].partitions, 3);
   EXPECT_EQ(topics[0].replication_factor, -1);
 }
@@ -114,7 +114,7 @@ TEST(TopicPlan, the_outbox_gets_no_row_change_topic_even_when_listed_as_captured
   router.captured_tables = {{"public", "outbox"}, {"public", "orders"}};
   EXPECT_THAT(names_of(plan_topics(router, {})),
               ::testing::ElementsAre("syncline.public.orders", "syncline.dlq.producer",
-                                     "syncline.producer.positions"));
+                                     "syncline.producer.positions.syncline"));
 }
 
 TEST(TopicPlan, names_that_sanitise_to_the_same_topic_are_planned_once) {
@@ -122,7 +122,7 @@ TEST(TopicPlan, names_that_sanitise_to_the_same_topic_are_planned_once) {
   router.captured_tables = {{"public", "line items"}, {"public", "line_items"}};
   EXPECT_THAT(names_of(plan_topics(router, {})),
               ::testing::ElementsAre("syncline.public.line_items", "syncline.dlq.producer",
-                                     "syncline.producer.positions"));
+                                     "syncline.producer.positions.syncline"));
 }
 
 TEST(TopicNames, characters_kafka_rejects_become_underscores) {
@@ -131,7 +131,8 @@ TEST(TopicNames, characters_kafka_rejects_become_underscores) {
   EXPECT_EQ(event_topic_name("syncline", "a:b"), "syncline.events.a_b");
   EXPECT_EQ(row_change_topic_name("syncline", "my schema", "t$1"), "syncline.my_schema.t_1");
   EXPECT_EQ(dead_letter_topic_name("syncline"), "syncline.dlq.producer");
-  EXPECT_EQ(positions_topic_name("syncline"), "syncline.producer.positions");
+  EXPECT_EQ(positions_topic_name("syncline", "orders"), "syncline.producer.positions.orders");
+  EXPECT_EQ(shared_positions_topic_name("syncline"), "syncline.producer.positions");
 }
 
 TEST(TopicNames, a_name_longer_than_kafka_allows_is_cut_to_its_limit) {

@@ -40,5 +40,6 @@ void add_verify_command(CLI::App& app, const GlobalOptions& global, int& exit_co
 // `resync` is shared: replay and snapshot add themselves below it.
 void add_replay_command(CLI::App& resync, const GlobalOptions& global, int& exit_code);
 void add_snapshot_command(CLI::App& resync, const GlobalOptions& global, int& exit_code);
+void add_source_command(CLI::App& resync, const GlobalOptions& global, int& exit_code);
 
 }  // namespace syncline::ctl

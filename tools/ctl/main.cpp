@@ -16,7 +16,8 @@ int main(int argc, char** argv) {
   CLI::App app{
       "syncline-ctl: the operator's tool for a Syncline pipeline.\n"
       "  status   consumer lag per group and partition, the replication slot, freshness, dead letters\n"
-      "  resync   rebuild a projection from the topics (replay) or from the write database (snapshot)\n"
+      "  resync   rebuild a projection from the topics (replay) or from the write database (snapshot);\n"
+      "           check or accept the write database as the producer's source (source)\n"
       "  verify   compare the write database with the read PostgreSQL and the search index\n"
       "  offsets  show or reset where a projection reads\n"
       "Every subcommand has --help with examples and --json for machines.\n\n"
@@ -36,6 +37,7 @@ int main(int argc, char** argv) {
   resync.require_subcommand(1);
   ctl::add_replay_command(resync, global, exit_code);
   ctl::add_snapshot_command(resync, global, exit_code);
+  ctl::add_source_command(resync, global, exit_code);
   ctl::add_verify_command(app, global, exit_code);
   ctl::add_offsets_command(app, global, exit_code);
 

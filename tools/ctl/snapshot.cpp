@@ -5,15 +5,14 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <set>
 #include <unordered_set>
 
 #include "common/envelope.hpp"
+#include "common/failpoint.hpp"
 #include "common/kafka.hpp"
 #include "common/logging.hpp"
 #include "common/pg.hpp"
@@ -22,6 +21,7 @@
 #include "common/topic_names.hpp"
 #include "producer/event_router.hpp"
 #include "producer/pg_timestamp.hpp"
+#include "producer/position_reader.hpp"
 #include "producer/producer_service.hpp"
 #include "producer/replication_connection.hpp"
 #include "producer/slot_manager.hpp"
@@ -185,44 +185,6 @@ std::optional<SnapshotProgressRecord> read_progress(const Config& config, kafka:
                                    fmt::format("reading the snapshot progress from {} timed out", topic));
 }
 
-// The SQL connection that holds the imported snapshot, and where the snapshot ends in the WAL.
-struct SnapshotSession {
-  explicit SnapshotSession(const std::string& dsn) : sql(dsn) {}
-  pg::PgConnection sql;
-  std::optional<producer::SnapshotReader> reader;  // after `sql`: destroyed (rolled back) first
-  Lsn consistent_point;
-};
-
-std::unique_ptr<SnapshotSession> open_snapshot(const std::string& dsn) {
-  static std::atomic<unsigned> counter{0};
-  auto session = std::make_unique<SnapshotSession>(dsn);
-  // The slot exists only to export a snapshot with its exact WAL position. Once the snapshot is
-  // imported the transaction keeps it by itself, so the replication connection is closed at once and
-  // PostgreSQL drops the temporary slot: no WAL or catalog rows are pinned while the rows are read.
-  producer::ReplicationConnection replication(dsn);
-  const auto slot_name = fmt::format("syncline_ctl_snapshot_{}_{}", ::getpid(), counter++);
-  const producer::CreatedSlot created = replication.create_temporary_slot(slot_name);
-  session->reader.emplace(session->sql, created.snapshot_name.value());
-  session->consistent_point = created.consistent_point;
-  return session;
-}
-
-// format_type() of each column, for casting text parameters to the column's type.
-std::vector<std::string> column_types(pg::PgConnection& sql, const producer::RelationInfo& relation,
-                                      const std::vector<std::string>& columns) {
-  std::vector<std::string> types;
-  for (const auto& column : columns) {
-    const auto result = sql.exec(
-        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = $1::oid AND attname = $2",
-        {std::to_string(relation.relation_id), column});
-    if (result.rows() != 1)
-      throw std::runtime_error(
-          fmt::format("column {} of {}.{} not found", column, relation.schema, relation.table));
-    types.emplace_back(result.value(0, 0));
-  }
-  return types;
-}
-
 // The planner's estimate of the rows to publish: cheap (no scan), good enough for a progress bar.
 std::optional<std::uint64_t> estimate_rows(pg::PgConnection& sql, const TableName& table,
                                            std::string_view where) {
@@ -326,6 +288,9 @@ struct RunContext {
   ChunkPublisher& publisher;
   producer::EventRouter& router;
   const producer::RelationInfo& relation;
+  std::unique_ptr<producer::SnapshotSession>& session;  // renewed every snapshot_max_age (snapshot.hpp)
+  const std::string& dsn;
+  std::chrono::milliseconds max_age;
   producer::TransactionInfo txn;
   Progress* progress;
   SnapshotResult& result;
@@ -353,7 +318,7 @@ void check_interrupt(RunContext& run) {
 
 // The whole table (or the rows matching `where`), in key order, one Kafka transaction per chunk with
 // the progress record that lets a later run continue after the chunk's last key.
-void publish_rows(RunContext& run, pg::PgConnection& sql, const std::vector<std::string>& order_columns,
+void publish_rows(RunContext& run, const std::vector<std::string>& order_columns,
                   SnapshotProgressRecord record, const std::string& progress_topic,
                   const std::string& progress_key) {
   const auto& relation = run.relation;
@@ -361,19 +326,31 @@ void publish_rows(RunContext& run, pg::PgConnection& sql, const std::vector<std:
   const std::size_t chunk_rows = std::max<std::size_t>(request.chunk_rows, 1);
   std::vector<std::string> names;
   for (const auto& column : relation.columns) names.push_back(column.name);
-  const auto key_types = column_types(sql, relation, order_columns);
+  const auto key_types = run.session->reader->column_types(relation, order_columns);
   const TableName& table = request.table;
   const std::string first_sql =
-      keyset_chunk_sql(table, names, order_columns, key_types, request.where, false);
-  const std::string next_sql = keyset_chunk_sql(table, names, order_columns, key_types, request.where, true);
+      keyset_chunk_sql({table.schema, table.table}, names, order_columns, key_types, request.where, false);
+  const std::string next_sql = keyset_chunk_sql({table.schema, table.table}, names, order_columns, key_types, request.where, true);
   std::vector<std::size_t> order_index;
   for (const auto& column : order_columns) order_index.push_back(column_index(relation, column));
 
-  const auto estimate = estimate_rows(sql, table, request.where);
+  const auto estimate = estimate_rows(run.session->sql, table, request.where);
   const std::uint64_t previous = run.result.previous_rows;
   producer::TupleData tuple;
   while (true) {
     check_interrupt(run);
+    if (Clock::now() - run.session->taken >= run.max_age) {
+      // A row must not reach the sinks long after it was read: older than their delete horizon, it
+      // could bring back a row deleted since. The next chunks come from a new snapshot, at its position.
+      run.session->reader->finish();
+      run.session = producer::open_snapshot_session(run.dsn, "syncline_ctl_snapshot");
+      run.txn.commit_lsn = snapshot_event_position(run.session->consistent_point);
+      run.seq = 0;
+      run.result.snapshot_lsn = run.txn.commit_lsn;
+      logger()->info("{}: a new snapshot at {} for the rows after {}", table_text(table),
+                     run.session->consistent_point, record.last_key.dump());
+    }
+    pg::PgConnection& sql = run.session->sql;
     std::vector<pg::Param> params;
     if (record.last_key.is_object()) {
       for (const auto& column : order_columns)
@@ -412,6 +389,7 @@ void publish_rows(RunContext& run, pg::PgConnection& sql, const std::vector<std:
                                                  .value = encode_progress(record),
                                                  .headers = {}});
     run.publisher.commit();
+    failpoint::hit("ctl.snapshot_chunk_committed");
     ++run.result.chunks;
     run.committed = run.result.rows;
     logger()->debug("{}: chunk {} committed, {} row(s) so far", table_text(table), record.chunks,
@@ -427,7 +405,8 @@ void publish_rows(RunContext& run, pg::PgConnection& sql, const std::vector<std:
 
 // Exactly `keys`: existing rows as op "r", missing ones as op "d" with the key as `before`, as the
 // producer publishes a delete of a table keyed by its replica identity.
-void publish_keys(RunContext& run, pg::PgConnection& sql, const std::vector<std::string>& key_columns) {
+void publish_keys(RunContext& run, const std::vector<std::string>& key_columns) {
+  pg::PgConnection& sql = run.session->sql;
   const auto& relation = run.relation;
   const auto& request = run.request;
   const std::size_t chunk_rows = std::max<std::size_t>(request.chunk_rows, 1);
@@ -455,7 +434,7 @@ void publish_keys(RunContext& run, pg::PgConnection& sql, const std::vector<std:
 
   std::vector<std::string> names;
   for (const auto& column : relation.columns) names.push_back(column.name);
-  const auto key_types = column_types(sql, relation, key_columns);
+  const auto key_types = run.session->reader->column_types(relation, key_columns);
   std::vector<std::size_t> key_index;
   std::string join;
   std::string key_texts;
@@ -512,6 +491,7 @@ void publish_keys(RunContext& run, pg::PgConnection& sql, const std::vector<std:
       check_interrupt(run);
     }
     run.publisher.commit();
+    failpoint::hit("ctl.snapshot_chunk_committed");
     ++run.result.chunks;
     run.committed = run.result.rows + run.result.deletes;
     if (run.progress != nullptr) run.progress->update(end, keys.size());
@@ -533,10 +513,6 @@ std::string snapshot_transactional_id(std::string_view topic_prefix, const Table
                                       std::string_view where, bool targeted_keys) {
   if (targeted_keys) return fmt::format("{}-ctl-snapshot-{}-keys", topic_prefix, table_text(table));
   return fmt::format("{}-ctl-snapshot-{}", topic_prefix, snapshot_progress_key(table, where));
-}
-
-Lsn snapshot_event_position(Lsn consistent_point) {
-  return consistent_point.is_valid() ? Lsn(consistent_point.value() - 1) : consistent_point;
 }
 
 std::string encode_progress(const SnapshotProgressRecord& record) {
@@ -574,30 +550,6 @@ std::optional<SnapshotProgressRecord> decode_progress(std::string_view text) {
   } catch (const json::exception&) {
     return std::nullopt;
   }
-}
-
-std::string keyset_chunk_sql(const TableName& table, const std::vector<std::string>& columns,
-                             const std::vector<std::string>& key_columns,
-                             const std::vector<std::string>& key_types, std::string_view where,
-                             bool after_key) {
-  std::string sql = fmt::format("SELECT {} FROM {}", quoted_column_list(columns),
-                                producer::quote_table({table.schema, table.table}));
-  std::vector<std::string> conditions;
-  if (after_key) {
-    // A row comparison: the index on the key serves it as a range scan.
-    std::vector<std::string> params;
-    for (std::size_t i = 0; i < key_columns.size(); ++i)
-      params.push_back(fmt::format("${}::{}", i + 1, key_types.at(i)));
-    conditions.push_back(
-        fmt::format("({}) > ({})", quoted_column_list(key_columns), fmt::join(params, ", ")));
-  }
-  // Spliced as written: the operator's own predicate, run in a READ ONLY transaction; the
-  // parameterised LIMIT keeps the statement on the extended protocol (one statement only).
-  if (!where.empty()) conditions.push_back(fmt::format("({})", where));
-  if (!conditions.empty()) sql += fmt::format(" WHERE {}", fmt::join(conditions, " AND "));
-  sql += fmt::format(" ORDER BY {} LIMIT ${}::bigint", quoted_column_list(key_columns),
-                     after_key ? key_columns.size() + 1 : 1);
-  return sql;
 }
 
 void check_snapshot_table(const Config& config, const TableName& table) { check_table(config, table); }
@@ -647,7 +599,7 @@ SnapshotResult publish_snapshot(const Config& config, const SnapshotRequest& req
     }
   }
 
-  auto session = open_snapshot(dsn);
+  auto session = producer::open_snapshot_session(dsn, "syncline_ctl_snapshot");
   pg::PgConnection& sql = session->sql;
   result.consistent_point = session->consistent_point;
   result.snapshot_lsn = snapshot_event_position(session->consistent_point);
@@ -655,6 +607,11 @@ SnapshotResult publish_snapshot(const Config& config, const SnapshotRequest& req
       session->reader->describe({request.table.schema, request.table.table});
   auto router_options =
       producer::router_options_for(config, std::string(sql.exec("SELECT current_database()").value(0, 0)));
+  // The producer's source epoch: re-published rows must rank like the live stream's.
+  if (const auto stored = producer::read_stored_position(client_properties(config, true),
+                                                         producer::position_topics_for(config), kKafkaTimeout)) {
+    router_options.epoch = stored->epoch;
+  }
   router_options.primary_keys =
       producer::read_primary_keys(sql, {{request.table.schema, request.table.table}});
   producer::EventRouter router(router_options);
@@ -693,7 +650,8 @@ SnapshotResult publish_snapshot(const Config& config, const SnapshotRequest& req
     std::vector<kafka::NewTopic> topics;
     const auto dead_letters = dead_letter_topic_name(prefix);
     for (auto& topic : producer::plan_topics(
-             router_options, {config.producer.partitions, config.producer.replication_factor})) {
+             router_options,
+             {config.producer.partitions, config.producer.replication_factor, config.producer.slot})) {
       if (topic.name == result.topic || topic.name == dead_letters) topics.push_back(std::move(topic));
     }
     publisher.admin().create_topics(topics, kKafkaTimeout);
@@ -703,15 +661,18 @@ SnapshotResult publish_snapshot(const Config& config, const SnapshotRequest& req
                  .publisher = publisher,
                  .router = router,
                  .relation = relation,
+                 .session = session,
+                 .dsn = dsn,
+                 .max_age = config.producer.snapshot_max_age,
                  .txn = producer::TransactionInfo{result.snapshot_lsn, now_iso8601(), 0, true},
                  .progress = progress,
                  .result = result,
                  .seq = 0,
                  .committed = 0};
   if (targeted) {
-    publish_keys(run, sql, key_columns);
+    publish_keys(run, key_columns);
   } else {
-    publish_rows(run, sql, order_columns, record, progress_topic, progress_key);
+    publish_rows(run, order_columns, record, progress_topic, progress_key);
   }
   session->reader->finish();
   result.seconds = std::chrono::duration<double>(Clock::now() - started).count();

@@ -14,6 +14,7 @@
 
 #include "common/config.hpp"
 #include "common/lsn.hpp"
+#include "producer/snapshot_reader.hpp"
 #include "tools/ctl/progress.hpp"
 
 namespace syncline::ctl {
@@ -74,12 +75,10 @@ std::string snapshot_progress_key(const TableName& table, std::string_view where
 std::string snapshot_transactional_id(std::string_view topic_prefix, const TableName& table,
                                       std::string_view where, bool targeted_keys);
 
-// The source position of the snapshot's events. A transaction whose commit record starts exactly at
-// the consistent point is streamed by the slot and is not in the snapshot; every transaction the
-// snapshot contains committed before the slot's own WAL record that ends there. One below the
-// consistent point is therefore above every change the snapshot contains and below every change it
-// does not, for the pg mirror's (commit_lsn, seq) order and for the search index's commit-LSN versions.
-Lsn snapshot_event_position(Lsn consistent_point);
+// The source position of the snapshot's events, and the keyset chunk's SELECT: the producer's
+// (producer/snapshot_reader.hpp), shared so both snapshots order rows and versions alike.
+using producer::keyset_chunk_sql;
+using producer::snapshot_event_position;
 
 // The progress record stored in snapshot_progress_topic() with each chunk.
 struct SnapshotProgressRecord {
@@ -96,13 +95,5 @@ struct SnapshotProgressRecord {
 std::string encode_progress(const SnapshotProgressRecord& record);
 // nullopt for a value that is not a progress record.
 std::optional<SnapshotProgressRecord> decode_progress(std::string_view text);
-
-// The SELECT of one keyset chunk: `columns` of `table` in key order, after the key given by
-// parameters $1..$k (when `after_key`), filtered by `where`, with the row limit as the last parameter.
-// `key_types` are the key columns' SQL types (format_type), for the parameters' casts.
-std::string keyset_chunk_sql(const TableName& table, const std::vector<std::string>& columns,
-                             const std::vector<std::string>& key_columns,
-                             const std::vector<std::string>& key_types, std::string_view where,
-                             bool after_key);
 
 }  // namespace syncline::ctl

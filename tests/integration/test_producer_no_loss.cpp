@@ -1,0 +1,338 @@
+// Regression tests of issue 14's producer loss paths, each against the real services: an initial
+// snapshot interrupted by kill -9 (and a crash right after the slot was created), a switch from
+// `snapshot: never` to `initial`, a source that is not the one the positions came from (missing slot,
+// another system, a rewound WAL, another history), another producer's open transaction on the shared
+// position topic, and a key change that leaves a TOASTed value unchanged.
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <csignal>
+#include <set>
+#include <thread>
+
+#include "producer/source_position.hpp"
+#include "tests/integration/outbox_workload.hpp"
+#include "tests/integration/producer_test_support.hpp"
+
+namespace syncline::test {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+std::string positions_topic(const ProducerHarness& harness) {
+  return fmt::format("{}.producer.positions.{}", harness.prefix(), harness.slot());
+}
+
+bool slot_exists(pg::PgConnection& db, const std::string& slot) {
+  return db.exec("SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", {slot}).value(0, 0) == "1";
+}
+
+// The last position the producer stored, as JSON (read_committed, from its own topic).
+json stored_position(const ProducerHarness& harness) {
+  const auto records = read_committed_records({positions_topic(harness)}, 1, 30s);
+  if (records.empty()) return json();
+  return json::parse(records.back().value);
+}
+
+// Writes `position` as the slot's newest stored position, as a restore or another system would leave
+// things: to the slot's own topic and to the topic all slots shared before (older producers read it).
+void store_position(const ProducerHarness& harness, const json& position) {
+  kafka::Producer producer({{"bootstrap.servers", stack_env().kafka_bootstrap}});
+  for (const auto& topic : {positions_topic(harness), fmt::format("{}.producer.positions", harness.prefix())}) {
+    kafka::AdminClient admin({{"bootstrap.servers", stack_env().kafka_bootstrap}});
+    admin.create_topics({kafka::NewTopic{.name = topic, .partitions = 1, .replication_factor = -1,
+                                         .config = {{"cleanup.policy", "compact"}}}},
+                        30s);
+    producer.produce(kafka::OutgoingMessage{.topic = topic, .partition = 0, .key = harness.slot(),
+                                            .value = position.dump(), .headers = {}});
+  }
+  ASSERT_TRUE(producer.flush(30s));
+}
+
+// The producer exits by itself with `code` within the deadline.
+::testing::AssertionResult exits_with(ProducerHarness& harness, int code, std::chrono::seconds deadline = 60s) {
+  const auto status = harness.process().wait(deadline);
+  if (!status) return ::testing::AssertionFailure() << "the producer is still running:\n" << harness.process().log_tail();
+  if (*status != code) {
+    return ::testing::AssertionFailure() << "the producer exited with " << *status << ", not " << code << ":\n"
+                                         << harness.process().log_tail();
+  }
+  return ::testing::AssertionSuccess();
+}
+
+DomainEvent good_event(std::string type) {
+  return DomainEvent{.aggregate_type = std::move(type), .aggregate_id = "a-1", .event_type = "Happened",
+                     .payload = R"({"n": 1})"};
+}
+
+// Streams, publishes one event, and stops cleanly: a stored position of the slot.
+::testing::AssertionResult publish_one_and_stop(ProducerHarness& harness) {
+  if (auto started = start_streaming(harness); !started) return started;
+  insert_outbox_row(harness, good_event("x"));
+  if (harness.read_committed({harness.event_topic("x")}, 1, 60s).size() != 1) {
+    return ::testing::AssertionFailure() << "the event was not published:\n" << harness.process().log_tail();
+  }
+  if (harness.stop() != 0) return ::testing::AssertionFailure() << "the producer did not stop cleanly";
+  return ::testing::AssertionSuccess();
+}
+
+std::set<std::string> keys_of(const std::vector<ConsumedRecord>& records, std::string_view op) {
+  std::set<std::string> keys;
+  for (const auto& record : records) {
+    if (record.value.empty() || !record.key) continue;
+    if (json::parse(record.value).value("op", json()) == op) keys.insert(*record.key);
+  }
+  return keys;
+}
+
+// --- Point 1: the initial snapshot ---
+
+TEST(ProducerNoLoss, a_kill_during_the_initial_snapshot_keeps_the_slot_and_loses_no_event) {
+  ASSERT_TRUE(require_producer_stack());
+  pg::PgConnection db(stack_env().write_pg_dsn);
+  const auto name = unique_name("nl_snap");
+  constexpr int kRows = 300'000;
+  constexpr int kEvents = 3'000;
+  const ScratchTable big(db, name + "_big", "id bigint PRIMARY KEY, filler text NOT NULL");
+  db.exec(fmt::format("INSERT INTO public.{} SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, {}) g",
+                      big.name(), kRows));
+  ProducerHarness harness("nl_snap", fmt::format("  snapshot: initial\n  snapshot_chunk_rows: 500\n"
+                                                 "  batch_max_events: 2000\n  capture: [{}]\n",
+                                                 big.qualified()));
+  harness.start();
+  ASSERT_TRUE(poll_until([&] { return slot_exists(db, harness.slot()); }, 60s, "the producer created its slot"));
+
+  // Events committed while the snapshot runs are after the slot's consistent point: the stream must
+  // publish every one of them, whatever happens to the snapshot.
+  OutboxWorkload workload(harness, "snap", 50);
+  std::thread writer([&] { workload.write(kEvents); });
+  const auto row_topic = harness.row_topic("public", big.name());
+  std::size_t seen = 0;
+  ASSERT_TRUE(poll_until(
+      [&] {
+        seen = read_committed_records({row_topic}, 5000, 2s).size();
+        return seen >= 5000;
+      },
+      120s, "5,000 snapshot rows in Kafka"));
+  ASSERT_LT(seen, static_cast<std::size_t>(kRows)) << "the snapshot finished before the kill: make the table larger";
+  harness.kill();
+  harness.start();
+  writer.join();
+  ASSERT_TRUE(harness.wait_ready(180s));
+
+  const auto events = harness.read_committed({harness.event_topic("snap")}, kEvents, 120s);
+  const auto check = check_delivery(events, workload.events_written());
+  EXPECT_EQ(check.missing, 0) << check.to_string() << "\n" << harness.process().log_tail();
+  EXPECT_EQ(check.duplicated, 0) << check.to_string();
+  const auto rows = read_committed_records({row_topic}, kRows, 120s);
+  EXPECT_EQ(keys_of(rows, "r").size(), static_cast<std::size_t>(kRows)) << "every row is in the snapshot";
+  EXPECT_EQ(stored_position(harness).at("snapshot").at("state"), "done");
+}
+
+TEST(ProducerNoLoss, a_slot_left_without_a_stored_position_gets_its_snapshot_instead_of_none) {
+  ASSERT_TRUE(require_producer_stack());
+  pg::PgConnection db(stack_env().write_pg_dsn);
+  const auto name = unique_name("nl_bare");
+  const ScratchTable table(db, name + "_t", "id int PRIMARY KEY, label text");
+  db.exec(fmt::format("INSERT INTO public.{} SELECT g, 'row ' || g FROM generate_series(1, 500) g", table.name()));
+  ProducerHarness harness("nl_bare", fmt::format("  snapshot: initial\n  capture: [{}]\n", table.qualified()));
+  // As a producer killed between creating its slot and storing its first position leaves it (the
+  // producer creates its publication first: a slot does not see a publication created after it).
+  db.exec(fmt::format("CREATE PUBLICATION {} FOR TABLE public.{}, public.{} WITH (publish = 'insert, update, "
+                      "delete, truncate')",
+                      harness.name(), harness.outbox_table(), table.name()));
+  db.exec("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", {harness.slot()});
+  db.exec(fmt::format("INSERT INTO public.{} VALUES (501, 'after the slot')", table.name()));
+
+  ASSERT_TRUE(start_streaming(harness));
+  const auto records = read_committed_records({harness.row_topic("public", table.name())}, 501, 60s);
+  std::set<std::string> keys;
+  for (const auto& record : records) keys.insert(record.key.value_or(""));
+  EXPECT_EQ(keys.size(), 501U) << "the 500 rows from before the slot are published by a snapshot, row 501 by "
+                                  "the stream\n"
+                               << harness.process().log_tail();
+}
+
+TEST(ProducerNoLoss, a_crash_right_after_the_slot_was_created_resumes_with_the_same_slot_and_its_snapshot) {
+  ASSERT_TRUE(require_producer_stack());
+  pg::PgConnection db(stack_env().write_pg_dsn);
+  const auto name = unique_name("nl_created");
+  const ScratchTable table(db, name + "_t", "id int PRIMARY KEY, label text");
+  db.exec(fmt::format("INSERT INTO public.{} SELECT g, 'row ' || g FROM generate_series(1, 300) g", table.name()));
+  ProducerHarness harness("nl_created", fmt::format("  snapshot: initial\n  capture: [{}]\n", table.qualified()));
+  harness.process().set_env("SYNCLINE_FAILPOINTS", "producer.after_slot_created");
+  harness.start();
+  ASSERT_TRUE(exits_with(harness, 128 + SIGKILL)) << "the failpoint killed it";
+  ASSERT_TRUE(slot_exists(db, harness.slot()));
+  const std::string event = insert_outbox_row(harness, good_event("t"));
+
+  harness.process().set_env("SYNCLINE_FAILPOINTS", "");
+  ASSERT_TRUE(start_streaming(harness));
+  const auto rows = read_committed_records({harness.row_topic("public", table.name())}, 300, 60s);
+  EXPECT_EQ(keys_of(rows, "r").size(), 300U) << harness.process().log_tail();
+  const auto events = read_committed_records({harness.event_topic("t")}, 1, 60s);
+  ASSERT_EQ(events.size(), 1U) << "the event committed after the slot's creation is streamed";
+  EXPECT_EQ(json::parse(events[0].value).at("id"), event);
+}
+
+TEST(ProducerNoLoss, switching_from_snapshot_never_to_initial_keeps_the_slot_and_its_unpublished_events) {
+  ASSERT_TRUE(require_producer_stack());
+  ProducerHarness harness("nl_switch", "  snapshot: never\n");
+  ASSERT_TRUE(start_streaming(harness));
+  OutboxWorkload workload(harness, "sw", 10);
+  workload.write(200);
+  ASSERT_EQ(harness.read_committed({harness.event_topic("sw")}, 200, 60s).size(), 200U);
+  ASSERT_EQ(harness.stop(), 0);
+  workload.write(300);  // committed while the producer is stopped: only the slot holds them
+
+  harness.reconfigure("  snapshot: initial\n");
+  ASSERT_TRUE(start_streaming(harness));
+  const auto events = harness.read_committed({harness.event_topic("sw")}, 500, 60s);
+  const auto check = check_delivery(events, workload.events_written());
+  EXPECT_EQ(check.missing, 0) << check.to_string() << "\n" << harness.process().log_tail();
+  EXPECT_EQ(check.duplicated, 0) << check.to_string();
+}
+
+// --- Point 3: the source's identity ---
+
+TEST(ProducerNoLoss, a_missing_slot_with_a_stored_position_is_refused_and_the_recovery_command_named) {
+  ASSERT_TRUE(require_producer_stack());
+  ProducerHarness harness("nl_noslot", "  snapshot: never\n");
+  ASSERT_TRUE(publish_one_and_stop(harness));
+  harness.write_db().exec("SELECT pg_drop_replication_slot($1)", {harness.slot()});
+  insert_outbox_row(harness, good_event("x"));  // lost with the slot: must not be hidden
+
+  harness.start();
+  ASSERT_TRUE(exits_with(harness, 3));
+  EXPECT_NE(harness.process().log_tail().find("syncline-ctl resync source --new-source"), std::string::npos)
+      << harness.process().log_tail();
+  EXPECT_FALSE(slot_exists(harness.write_db(), harness.slot())) << "no new slot starts silently later";
+}
+
+TEST(ProducerNoLoss, positions_of_another_system_are_refused) {
+  ASSERT_TRUE(require_producer_stack());
+  ProducerHarness harness("nl_system", "  snapshot: never\n");
+  ASSERT_TRUE(publish_one_and_stop(harness));
+  json position = stored_position(harness);
+  ASSERT_TRUE(position.is_object());
+  position["system_id"] = "1234567890123456789";  // as if restored onto another cluster
+  position["timeline"] = 1;
+  store_position(harness, position);
+
+  harness.start();
+  ASSERT_TRUE(exits_with(harness, 3));
+  EXPECT_NE(harness.process().log_tail().find("another system"), std::string::npos) << harness.process().log_tail();
+}
+
+TEST(ProducerNoLoss, a_write_database_whose_wal_is_behind_the_published_position_is_refused) {
+  ASSERT_TRUE(require_producer_stack());
+  ProducerHarness harness("nl_rewind", "  snapshot: never\n");
+  ASSERT_TRUE(publish_one_and_stop(harness));
+  // A position far ahead of the server's WAL: what Kafka holds after the database was restored from
+  // an older backup. Streaming would take every new transaction for published.
+  json position = stored_position(harness);
+  ASSERT_TRUE(position.is_object());
+  position["commit_lsn"] = "FFFFFF/0";
+  position["end_lsn"] = "FFFFFF/30";
+  store_position(harness, position);
+  const std::string lost = insert_outbox_row(harness, good_event("x"));
+
+  harness.start();
+  ASSERT_TRUE(exits_with(harness, 3)) << "event " << lost << " would be skipped as already published";
+  EXPECT_NE(harness.process().log_tail().find("restored from a backup"), std::string::npos)
+      << harness.process().log_tail();
+}
+
+TEST(ProducerNoLoss, a_slot_that_resends_another_transaction_where_the_published_one_was_is_refused) {
+  ASSERT_TRUE(require_producer_stack());
+  ProducerHarness harness("nl_history", "  snapshot: never\n");
+  ASSERT_TRUE(start_streaming(harness));
+  // Killed after the Kafka commit, before the LSN is confirmed: the slot resends that transaction.
+  harness.kill();
+  harness.process().set_env("SYNCLINE_FAILPOINTS", "producer.after_kafka_commit");
+  harness.start();
+  insert_outbox_row(harness, good_event("x"));
+  ASSERT_TRUE(exits_with(harness, 128 + SIGKILL)) << "the failpoint killed it";
+  json position = stored_position(harness);
+  ASSERT_TRUE(position.contains("last_published")) << position.dump();
+  position["last_published"]["xid"] = position["last_published"]["xid"].get<std::uint64_t>() + 1000;
+  store_position(harness, position);
+
+  harness.process().set_env("SYNCLINE_FAILPOINTS", "");
+  harness.start();
+  ASSERT_TRUE(exits_with(harness, 3));
+  EXPECT_NE(harness.process().log_tail().find("not the history the producer published"), std::string::npos)
+      << harness.process().log_tail();
+}
+
+// --- Point 6: positions of several producers ---
+
+TEST(ProducerNoLoss, another_producers_open_transaction_on_the_shared_position_topic_hides_nothing) {
+  ASSERT_TRUE(require_producer_stack());
+  ProducerHarness harness("nl_shared", "  snapshot: never\n  batch_max_ms: 20\n");
+  // Another producer of the same prefix holds a transaction open on the topic all slots used to share,
+  // as one that hangs or was killed does until its transaction times out.
+  kafka::TransactionalProducer other({{"bootstrap.servers", stack_env().kafka_bootstrap},
+                                      {"transactional.id", harness.name() + "-other"},
+                                      {"transaction.timeout.ms", "600000"}});
+  other.init_transactions(30s);
+  const auto shared = fmt::format("{}.producer.positions", harness.prefix());
+  kafka::AdminClient admin({{"bootstrap.servers", stack_env().kafka_bootstrap}});
+  admin.create_topics({kafka::NewTopic{.name = shared, .partitions = 1, .replication_factor = -1,
+                                       .config = {{"cleanup.policy", "compact"}}}},
+                      30s);
+  other.begin_transaction();
+  other.produce(kafka::OutgoingMessage{.topic = shared, .partition = 0, .key = std::string("other_slot"),
+                                       .value = "{}", .headers = {}});
+  ASSERT_TRUE(other.flush(30s));
+
+  ASSERT_TRUE(start_streaming(harness));
+  OutboxWorkload workload(harness, "sh", 20);
+  // Killed right after a burst: its last transactions are in Kafka but not yet confirmed, so the slot
+  // resends them, and the restarted producer must find its newest position to skip them.
+  for (int round = 0; round < 10; ++round) {
+    workload.write(40);
+    harness.kill();
+    harness.start();
+    ASSERT_TRUE(harness.wait_ready(60s));
+  }
+  const auto events = harness.read_committed({harness.event_topic("sh")}, 400, 60s);
+  const auto check = check_delivery(events, workload.events_written());
+  EXPECT_EQ(check.missing, 0) << check.to_string();
+  EXPECT_EQ(check.duplicated, 0) << check.to_string() << "\n" << harness.process().log_tail();
+  other.abort_transaction(30s);
+}
+
+// --- Point 4: a key change that leaves a TOASTed value unchanged ---
+
+TEST(ProducerNoLoss, a_primary_key_change_carries_the_unchanged_toasted_value_to_the_new_key) {
+  ASSERT_TRUE(require_producer_stack());
+  pg::PgConnection db(stack_env().write_pg_dsn);
+  const ScratchTable table(db, unique_name("nl_toast"), "id int PRIMARY KEY, big text, small int");
+  ProducerHarness harness("nl_toast", fmt::format("  snapshot: never\n  capture: [{}]\n", table.qualified()));
+  ASSERT_TRUE(start_streaming(harness));
+  // A chain of md5 digests does not compress: stored out of line (TOASTed).
+  db.exec(fmt::format("INSERT INTO public.{} SELECT 1, string_agg(md5(g::text), ''), 1 FROM generate_series(1, 400) g",
+                      table.name()));
+  const std::string big(db.exec(fmt::format("SELECT big FROM public.{} WHERE id = 1", table.name())).value(0, 0));
+  ASSERT_GT(big.size(), 8000U);
+  db.exec(fmt::format("UPDATE public.{} SET id = 2, small = 5 WHERE id = 1", table.name()));
+
+  const auto records = read_committed_records({harness.row_topic("public", table.name())}, 3, 60s);
+  ASSERT_EQ(records.size(), 3U);
+  json moved;
+  for (const auto& record : records) {
+    if (record.key == R"({"id":2})") moved = json::parse(record.value);
+  }
+  ASSERT_TRUE(moved.is_object()) << "no record for the new key";
+  ASSERT_EQ(moved.at("op"), "c");
+  EXPECT_EQ(moved.at("after").value("big", json()), big) << "the new key's row carries the unchanged value: "
+                                                          << moved.dump().substr(0, 300);
+  EXPECT_FALSE(moved.at("source").contains("unchanged_toast"));
+}
+
+}  // namespace
+}  // namespace syncline::test
