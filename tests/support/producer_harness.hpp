@@ -52,6 +52,8 @@ class ProducerHarness {
   pg::PgConnection& write_db() { return *write_db_; }
   ChildProcess& process() { return *process_; }
   int http_port() const { return http_port_; }
+  // The configuration file the producer runs with (syncline-ctl reads the same one).
+  const std::string& config_path() const { return config_path_; }
 
   // A second producer process with the same configuration (same slot and transactional.id).
   std::unique_ptr<ChildProcess> twin() const;
