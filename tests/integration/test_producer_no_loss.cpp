@@ -237,7 +237,7 @@ TEST(ProducerNoLoss, resync_source_shows_the_refusal_and_new_source_starts_a_new
 
   harness.reconfigure(fmt::format("  snapshot: initial\n  capture: [{}]\n", table.qualified()));
   ASSERT_TRUE(start_streaming(harness));
-  const std::string event = insert_outbox_row(harness, good_event("after"));
+  insert_outbox_row(harness, good_event("after"));
   const auto events = harness.read_committed({harness.event_topic("after")}, 1, 60s);
   ASSERT_EQ(events.size(), 1U) << harness.process().log_tail();
   EXPECT_EQ(json::parse(events.front().value).at("source").value("epoch", 0), 1) << events.front().value;
