@@ -292,6 +292,7 @@ void read_es_projector(const json& object, const std::string& topic_prefix, std:
   read(object, "bulk_max_bytes", out.bulk_max_bytes);
   out.bulk_max = read_ms(object, "bulk_max_ms", out.bulk_max);
   out.retry_max_backoff = read_ms(object, "retry_max_backoff_ms", out.retry_max_backoff);
+  out.delete_retention = read_ms(object, "delete_retention_ms", out.delete_retention);
   read(object, "gzip", out.gzip);
   read(object, "dead_letter_topic", out.dead_letter_topic);
   if (out.dead_letter_topic.empty()) out.dead_letter_topic = dead_letter_topic_name(topic_prefix, "es-projector");

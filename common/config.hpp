@@ -169,6 +169,9 @@ struct EsProjectorConfig {
   std::size_t bulk_max_bytes = 5'000'000;
   std::chrono::milliseconds bulk_max{200};
   std::chrono::milliseconds retry_max_backoff{30'000};
+  // index.gc_deletes of every index written: how long a delete's tombstone keeps an older write
+  // (a snapshot row, a replay) from bringing the document back.
+  std::chrono::milliseconds delete_retention{24 * 60 * 60 * 1000};
   bool gzip = false;
   std::string dead_letter_topic;  // empty: "<prefix>.dlq.es-projector"
   std::vector<EsIndexConfig> indices;

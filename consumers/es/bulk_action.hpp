@@ -18,6 +18,14 @@ namespace syncline::es_projector {
 // The document field that holds the source version of the last write, so that partial updates
 // (which cannot carry an external version) are stale-proof too.
 inline constexpr std::string_view kVersionField = "syncline_version";
+// Beside it on mirror documents: the table ("schema.table") and the change's source.seq, so that a
+// truncate deletes only its own table's documents, and only those below (version, seq) of it.
+inline constexpr std::string_view kTableField = "syncline_table";
+inline constexpr std::string_view kSeqField = "syncline_seq";
+// On mapped documents: the Kafka key of the event that last wrote it. Events of one key are in
+// one partition's order; a partial update older than the document from ANOTHER key cannot be
+// ordered against it (dead-lettered, see DocumentPlanner).
+inline constexpr std::string_view kKeyField = "syncline_key";
 
 // One consumed Kafka record, as the planner sees it. Views into the batch: valid during plan().
 struct Event {
@@ -41,11 +49,19 @@ struct BulkAction {
   std::size_t event = 0;     // the batch index of the event it applies
 };
 
-// A truncate of a mirrored table: every document of `index` older than `version` is deleted
-// (delete-by-query on kVersionField), so a truncate is stale-proof like everything else.
+// One copy of a truncate of a mirrored table: every document of `index` whose kTableField is
+// `table` and whose (kVersionField, kSeqField) is below (version, seq) is deleted. Documents of
+// other tables, mapped documents, and the table's newer rows stay. Every partition's copy is
+// applied; each deletes what its partition wrote before the truncate, so the result does not
+// depend on the order in which partitions are consumed.
 struct DeleteOlder {
   std::string index;
+  std::string table;         // "schema.table"
   std::int64_t version = 0;
+  std::int64_t seq = 0;
+  // Also documents without kTableField: only when this table is the index's sole writer, so that
+  // documents written before kTableField existed are truncated too.
+  bool untagged_too = false;
   std::size_t event = 0;
 };
 
@@ -55,6 +71,7 @@ using Step = std::variant<BulkAction, DeleteOlder>;
 struct CurrentDocument {
   nlohmann::json source;  // _source
   std::int64_t version = 0;  // its kVersionField (0 when absent)
+  std::optional<std::string> key;  // its kKeyField (absent: not written by a mapping of this version)
 };
 
 // Reads documents by (index, id); nullopt for those that do not exist. Throws on transport

@@ -100,13 +100,33 @@ std::int64_t event_version(const json& envelope) {
     throw std::invalid_argument("the envelope has no source.commit_lsn to version its writes by");
   const auto lsn = Lsn::parse(*text);
   if (!lsn) throw std::invalid_argument("source.commit_lsn '" + *text + "' is not an LSN");
-  if (!lsn->is_valid() ||
-      lsn->value() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-    // The engine's versions are positive int64s.
-    throw std::invalid_argument("source.commit_lsn " + lsn->to_string() +
-                                " cannot be a version (it must be above 0/0 and below 80000000/0)");
+  if (!lsn->is_valid()) {
+    throw std::invalid_argument("source.commit_lsn " + lsn->to_string() + " cannot be a version (it must be above 0/0)");
   }
-  return static_cast<std::int64_t>(lsn->value());
+  std::uint64_t version = 0;
+  try {
+    version = source_version_of(envelope);
+  } catch (const EnvelopeError& error) {
+    throw std::invalid_argument(error.what());
+  }
+  // The engine's versions are positive int64s; epoch <= 127 keeps (epoch << 56) | lsn below 2^63.
+  if (version > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+    throw std::invalid_argument(fmt::format("source version {} does not fit the engine's int64 versions", version));
+  }
+  return static_cast<std::int64_t>(version);
+}
+
+std::int64_t event_seq(const json& envelope) {
+  const json* source = member(envelope, "source");
+  const json* seq = source != nullptr ? member(*source, "seq") : nullptr;
+  if (seq == nullptr || seq->is_null()) return 0;
+  if (!seq->is_number_unsigned() && !(seq->is_number_integer() && seq->get<std::int64_t>() >= 0)) {
+    throw std::invalid_argument("source.seq is " + describe(*seq) + ", not a non-negative integer");
+  }
+  const auto value = seq->get<std::uint64_t>();
+  if (value > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+    throw std::invalid_argument(fmt::format("source.seq {} does not fit an int64", value));
+  return static_cast<std::int64_t>(value);
 }
 
 // One write an event causes, before partial updates are resolved against the stored documents.
@@ -116,6 +136,10 @@ struct DocumentPlanner::Intent {
   std::string index;
   std::string id;
   std::int64_t version = 0;
+  std::int64_t seq = 0;
+  std::string table;               // a mirror's "schema.table"
+  std::optional<std::string> key;  // a mapping's Kafka key (kKeyField)
+  bool untagged_too = false;       // delete_older: see DeleteOlder
   json document;  // index: the whole document; partial: the new values (without kVersionField)
   // A partial row change keeps only these (TOASTed, unchanged) columns of the stored row, so a
   // column dropped from the table does not live on; a partial mapping keeps every stored field.
@@ -139,7 +163,7 @@ DocumentPlanner::DocumentPlanner(const EsProjectorConfig& config, const std::str
     const std::string topic = row_change_topic_name(topic_prefix, mirror.table.schema, mirror.table.table);
     add_topic(topic);
     routes_[topic].mirrors.push_back(mirrors_.size());
-    mirrors_.push_back({mirror.table, mirror.index});
+    mirrors_.push_back({mirror.table, mirror.index, false});
   }
 
   for (std::size_t m = 0; m < config.mappings.size(); ++m) {
@@ -174,8 +198,8 @@ DocumentPlanner::DocumentPlanner(const EsProjectorConfig& config, const std::str
       for (const auto& [name, path] : event.fields) {
         const std::string field_where = fmt::format("{}, field {}", where, name);
         if (name.empty()) throw std::invalid_argument(where + ": a field without a name");
-        if (name == kVersionField) {
-          throw std::invalid_argument(field_where + ": the name is reserved for the source version");
+        if (name == kVersionField || name == kKeyField || name == kTableField || name == kSeqField) {
+          throw std::invalid_argument(field_where + ": the name is reserved for Syncline's bookkeeping");
         }
         if (!names.insert(name).second) throw std::invalid_argument(field_where + ": written twice");
         out.fields.push_back({name, envelope_path(path, field_where)});
@@ -184,12 +208,23 @@ DocumentPlanner::DocumentPlanner(const EsProjectorConfig& config, const std::str
     }
     for (const auto& topic : mapping.topics) {
       if (topic.empty()) throw std::invalid_argument(label + ": an empty topic name");
+
       add_topic(topic);
       Route& route = routes_[topic];
       for (std::size_t e = 0; e < mapping.events.size(); ++e) {
         for (const auto& type : mapping.events[e].types) route.types[type].push_back(first + e);
       }
     }
+  }
+  // A mirror that is its index's only writer may also truncate documents without kTableField
+  // (written before the field existed); in a shared index those could be anyone's.
+  for (Mirror& mirror : mirrors_) {
+    const auto writes = [&](const std::string& index) { return index == mirror.index; };
+    const auto mirrors_there = std::count_if(mirrors_.begin(), mirrors_.end(),
+                                             [&](const Mirror& other) { return writes(other.index); });
+    const bool mapped_there = std::any_of(mappings_.begin(), mappings_.end(),
+                                          [&](const Mapping& mapping) { return writes(mapping.index); });
+    mirror.sole_writer = mirrors_there == 1 && !mapped_there;
   }
 }
 
@@ -224,21 +259,26 @@ void DocumentPlanner::intents_of(const Event& event, const Route& route, std::ve
   if (mirrors.empty() && !mapped) return;
 
   const std::int64_t version = event_version(envelope);
+  const std::int64_t seq = event_seq(envelope);
   for (const Mirror* mirror : mirrors) {
     try {
-      mirror_intents(event, *mirror, version, out);
+      mirror_intents(event, *mirror, version, seq, out);
     } catch (const std::invalid_argument& error) {
       throw std::invalid_argument(fmt::format("mirror of {}.{} (index {}): {}", mirror->table.schema,
                                               mirror->table.table, mirror->index, error.what()));
     }
   }
   if (mapped) {
+    // A truncate comes once per partition; a mapping is not a version-floored mirror and applies
+    // only the copy on partition 0.
+    const std::string* code = string_member(envelope, "op");
+    if (code != nullptr && *code == "t" && event.partition != 0) return;
     for (const std::size_t m : typed->second) mapping_intents(event, mappings_[m], version, out);
   }
 }
 
 void DocumentPlanner::mirror_intents(const Event& event, const Mirror& mirror, std::int64_t version,
-                                     std::vector<Intent>& out) const {
+                                     std::int64_t seq, std::vector<Intent>& out) const {
   const json& envelope = *event.value;
   const std::string* code = string_member(envelope, "op");
   const std::optional<Op> op =
@@ -249,10 +289,14 @@ void DocumentPlanner::mirror_intents(const Event& event, const Mirror& mirror, s
   Intent intent;
   intent.index = mirror.index;
   intent.version = version;
+  intent.seq = seq;
+  intent.table = mirror.table.schema + "." + mirror.table.table;
   intent.event = event.index;
   intent.row = true;
   if (*op == Op::truncate) {
+    // Every partition's copy: each removes what its partition wrote before the truncate.
     intent.kind = Intent::Kind::delete_older;
+    intent.untagged_too = mirror.sole_writer;
     out.push_back(std::move(intent));
     return;
   }
@@ -296,6 +340,7 @@ void DocumentPlanner::mapping_intents(const Event& event, const Mapping& mapping
   intent.index = mapping.index;
   intent.version = version;
   intent.event = event.index;
+  if (event.key) intent.key = std::string(*event.key);
   const json* id = resolve(envelope, mapping.id);
   if (id == nullptr) throw std::invalid_argument(where + ": missing id at JSON path " + mapping.id.text);
   auto text = id_text(*id);
@@ -369,10 +414,16 @@ Plan DocumentPlanner::plan(std::span<const Event* const> events, DocumentLookup&
   struct Stored {
     std::optional<json> source;
     std::int64_t version = 0;
+    std::int64_t seq = 0;
+    std::string table;               // kTableField ("" when absent)
+    std::optional<std::string> key;  // kKeyField
   };
+  using Position = std::pair<std::int64_t, std::int64_t>;  // (version, seq)
   std::map<DocumentKey, Stored> overlay;
-  std::map<std::string, std::int64_t> truncated;  // index -> version of its last DeleteOlder
+  // (index, table) -> the highest truncate planned in this batch; table "" for untagged documents.
+  std::map<std::pair<std::string, std::string>, Position> truncated;
   std::set<std::size_t> stale;
+  std::set<std::size_t> rejected;
   const auto write = [&](const DocumentKey& key, Stored stored) {
     const auto found = overlay.find(key);
     if (found == overlay.end()) {
@@ -383,28 +434,46 @@ Plan DocumentPlanner::plan(std::span<const Event* const> events, DocumentLookup&
   };
   const auto index_step = [&](const Intent& intent, json document) {
     document[kVersionField] = intent.version;
+    if (intent.row) {
+      document[kTableField] = intent.table;
+      document[kSeqField] = intent.seq;
+    } else if (intent.key) {
+      document[kKeyField] = *intent.key;
+    } else {
+      document.erase(kKeyField);  // merged from a document another key wrote
+    }
     plan.steps.emplace_back(BulkAction{BulkAction::Kind::index, intent.index, intent.id, intent.version,
                                        document.dump(), intent.event});
-    write({intent.index, intent.id}, {std::move(document), intent.version});
+    write({intent.index, intent.id}, {std::move(document), intent.version, intent.seq, intent.table, intent.key});
   };
+  const auto below = [](const Position& position, const Position& floor) { return position < floor; };
 
   for (Intent& intent : intents) {
+    if (rejected.contains(intent.event)) continue;  // its other targets
     switch (intent.kind) {
       case Intent::Kind::delete_older: {
-        plan.steps.emplace_back(DeleteOlder{intent.index, intent.version, intent.event});
-        auto& floor = truncated[intent.index];
-        floor = std::max(floor, intent.version);
-        // Documents older than the truncate are gone once it is applied.
+        plan.steps.emplace_back(DeleteOlder{intent.index, intent.table, intent.version, intent.seq,
+                                            intent.untagged_too, intent.event});
+        const Position position{intent.version, intent.seq};
+        const auto raise = [&](const std::string& table) {
+          auto [floor, inserted] = truncated.try_emplace({intent.index, table}, position);
+          if (!inserted) floor->second = std::max(floor->second, position);
+        };
+        raise(intent.table);
+        if (intent.untagged_too) raise("");
+        // The table's documents below the truncate are gone once it is applied.
         for (auto it = overlay.lower_bound({intent.index, ""});
              it != overlay.end() && it->first.first == intent.index; ++it) {
-          if (it->second.version < intent.version) it->second.source.reset();
+          const bool of_table =
+              it->second.table == intent.table || (intent.untagged_too && it->second.table.empty());
+          if (of_table && below({it->second.version, it->second.seq}, position)) it->second.source.reset();
         }
         break;
       }
       case Intent::Kind::remove:
         plan.steps.emplace_back(
             BulkAction{BulkAction::Kind::remove, intent.index, intent.id, intent.version, {}, intent.event});
-        write({intent.index, intent.id}, {std::nullopt, intent.version});
+        write({intent.index, intent.id}, {std::nullopt, intent.version, intent.seq, intent.table, intent.key});
         break;
       case Intent::Kind::index:
         index_step(intent, std::move(intent.document));
@@ -415,15 +484,39 @@ Plan DocumentPlanner::plan(std::span<const Event* const> events, DocumentLookup&
         if (const auto known = overlay.find(key); known != overlay.end()) {
           base = known->second;
         } else if (const auto found = fetched.find(key); found != fetched.end() && found->second) {
-          // The lookup saw the engine before this batch: a truncate planned since deletes the
-          // documents older than it.
-          const auto floor = truncated.find(intent.index);
-          const bool truncated_since = floor != truncated.end() && found->second->version < floor->second;
-          base = Stored{truncated_since ? std::nullopt : std::optional<json>(found->second->source),
-                        found->second->version};
+          // The lookup saw the engine before this batch: a truncate of its table planned since
+          // deletes it if it is below the truncate.
+          const json& source = found->second->source;
+          const std::string* table = string_member(source, kTableField);
+          const json* seq = member(source, kSeqField);
+          const std::int64_t stored_seq = seq != nullptr && seq->is_number_integer() ? seq->get<std::int64_t>() : 0;
+          const auto floor = truncated.find({intent.index, table != nullptr ? *table : std::string()});
+          const bool truncated_since =
+              floor != truncated.end() && below({found->second->version, stored_seq}, floor->second);
+          base = Stored{truncated_since ? std::nullopt : std::optional<json>(source), found->second->version,
+                        stored_seq, table != nullptr ? *table : std::string(), found->second->key};
           overlay.emplace(key, *base);
         }
         if (base && base->version > intent.version) {
+          // A replay of this key (its events are in one partition's order) is stale. From another
+          // key, the stored document and this update were ordered by nobody: merging or skipping
+          // would each lose a write, so an operator decides.
+          if (!intent.row && base->key && intent.key && *base->key != *intent.key) {
+            rejected.insert(intent.event);
+            stale.erase(intent.event);
+            std::erase_if(plan.steps, [&](const Step& step) {
+              return std::visit([&](const auto& planned) { return planned.event == intent.event; }, step);
+            });
+            plan.rejected.emplace_back(
+                intent.event,
+                fmt::format("index {} document {}: this partial update (Kafka key {}, version {}) is older than "
+                            "the stored document (version {}), which an event with another Kafka key ({}) wrote; "
+                            "events of different keys are not ordered, so the update cannot be merged or skipped "
+                            "safely. Fix: map ids that follow the aggregate id (the Kafka key), or use `index` "
+                            "actions with the whole document; then re-apply this event",
+                            intent.index, intent.id, *intent.key, intent.version, base->version, *base->key));
+            break;
+          }
           stale.insert(intent.event);
           break;
         }

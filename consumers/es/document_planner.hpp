@@ -17,11 +17,14 @@
 
 namespace syncline::es_projector {
 
-// The version of every write an event causes: its source.commit_lsn as a number. Commit order is
-// the order a key's events reach us in, and events of one transaction share it; external_gte
-// accepts an equal version, so the later of those wins. Throws std::invalid_argument (saying why)
-// when the envelope has no valid commit LSN, or one that is 0/0 or does not fit an int64.
+// The version of every write an event causes: its source_version ((epoch << 56) | commit LSN, see
+// common/envelope.hpp). Commit order is the order a key's events reach us in, and events of one
+// transaction share it; external_gte accepts an equal version, so the later of those wins.
+// Throws std::invalid_argument (saying why) when the envelope has no valid commit LSN, one that is
+// 0/0, or an epoch or LSN that does not make a version.
 std::int64_t event_version(const nlohmann::json& envelope);
+// source.seq (0 when absent): orders the changes of one transaction, e.g. rows against a truncate.
+std::int64_t event_seq(const nlohmann::json& envelope);
 
 // Owned by the es-projector service and used from its consumer thread only. Holds nothing
 // between batches: what earlier batches wrote lives in the engine and is read through the
@@ -63,6 +66,7 @@ class DocumentPlanner {
   struct Mirror {
     TableName table;
     std::string index;
+    bool sole_writer = false;  // no other mirror or mapping writes `index`
   };
   struct Field {
     std::string name;
@@ -93,7 +97,7 @@ class DocumentPlanner {
   void add_topic(const std::string& topic);
   // The event's writes, or throws std::invalid_argument with the reason to reject it.
   void intents_of(const Event& event, const Route& route, std::vector<Intent>& out) const;
-  void mirror_intents(const Event& event, const Mirror& mirror, std::int64_t version,
+  void mirror_intents(const Event& event, const Mirror& mirror, std::int64_t version, std::int64_t seq,
                       std::vector<Intent>& out) const;
   void mapping_intents(const Event& event, const Mapping& mapping, std::int64_t version,
                        std::vector<Intent>& out) const;

@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
+
 #include <algorithm>
 #include <set>
 #include <cctype>
@@ -174,7 +176,18 @@ std::vector<ItemResult> all(std::size_t count, const ItemResult& result) {
 
 // The create-index body of the physical index behind the alias: the configured settings and
 // mappings, what versioned writes need, and (with_alias) the alias itself.
-json create_index_body(const EsIndexConfig& index, bool with_alias = true) {
+// index.gc_deletes as the engine takes it.
+std::string gc_deletes_value(std::chrono::milliseconds retention) { return fmt::format("{}ms", retention.count()); }
+
+// The mappings of Syncline's bookkeeping fields (kVersionField is checked separately).
+json bookkeeping_properties() {
+  return {{std::string(kTableField), {{"type", "keyword"}}},
+          {std::string(kSeqField), {{"type", "long"}}},
+          {std::string(kKeyField), {{"type", "keyword"}}}};
+}
+
+json create_index_body(const EsIndexConfig& index, std::chrono::milliseconds delete_retention,
+                       bool with_alias = true) {
   const auto object_from = [&](const std::string& text, std::string_view what) {
     json parsed = json::parse(text.empty() ? std::string("{}") : text, nullptr, false);
     if (!parsed.is_object()) {
@@ -185,12 +198,12 @@ json create_index_body(const EsIndexConfig& index, bool with_alias = true) {
   json settings = object_from(index.settings_json, "settings");
   json mappings = object_from(index.mappings_json, "mappings");
 
-  // Tombstones of deletes keep their version only gc_deletes long (60 s by default): a replay
-  // after that would bring deleted documents back.
-  const bool gc_deletes_set = settings.contains("index.gc_deletes") || settings.contains("gc_deletes") ||
-                              (settings.contains("index") && settings["index"].is_object() &&
-                               settings["index"].contains("gc_deletes"));
-  if (!gc_deletes_set) settings["index.gc_deletes"] = "1d";
+  // Tombstones of deletes keep their version only gc_deletes long (60 s by default): an older
+  // write after that (a snapshot row, a replay) would bring a deleted document back. The horizon
+  // is delete_retention_ms; a gc_deletes in the configured settings gives way to it.
+  settings.erase("gc_deletes");
+  if (settings.contains("index") && settings["index"].is_object()) settings["index"].erase("gc_deletes");
+  settings["index.gc_deletes"] = gc_deletes_value(delete_retention);
 
   json& properties = mappings["properties"];
   if (properties.is_null()) properties = json::object();
@@ -205,6 +218,10 @@ json create_index_body(const EsIndexConfig& index, bool with_alias = true) {
     }
   } else {
     properties[version_field] = {{"type", "long"}};
+  }
+  const json bookkeeping = bookkeeping_properties();
+  for (auto field = bookkeeping.begin(); field != bookkeeping.end(); ++field) {
+    if (!properties.contains(field.key())) properties[field.key()] = field.value();
   }
   if (!with_alias) return {{"settings", settings}, {"mappings", mappings}};
   return {{"settings", settings}, {"mappings", mappings}, {"aliases", {{index.name, json::object()}}}};
@@ -227,7 +244,8 @@ http::ClientOptions EsClient::client_options(const SearchConfig& config, bool gz
   return options;
 }
 
-EsClient::EsClient(const SearchConfig& config, bool gzip) : client_(client_options(config, gzip)) {}
+EsClient::EsClient(const SearchConfig& config, bool gzip, std::chrono::milliseconds delete_retention)
+    : client_(client_options(config, gzip)), delete_retention_(delete_retention) {}
 
 std::optional<std::string> EsClient::find_alias_target(const std::string& alias) {
   const std::string request = "GET /_alias/" + alias;
@@ -249,15 +267,58 @@ std::optional<std::string> EsClient::find_alias_target(const std::string& alias)
       fmt::format("alias {} points to {} indices and none is its write index", alias, body.size()));
 }
 
+void EsClient::adopt_index(const std::string& alias, const std::string& physical) {
+  const std::string wanted = gc_deletes_value(delete_retention_);
+  const std::string path = "/" + path_segment(physical) + "/_settings/index.gc_deletes?include_defaults=true";
+  const http::Response current = send(client_, get(path));
+  if (current.status != 200) throw_for("GET /" + physical + "/_settings", current);
+  const json body = json::parse(current.body, nullptr, false);
+  std::string value = "60s (the engine's default)";
+  if (body.is_object() && body.contains(physical)) {
+    for (const char* where : {"settings", "defaults"}) {
+      const json& entry = body[physical];
+      if (entry.contains(where) && entry[where].contains("index") && entry[where]["index"].contains("gc_deletes") &&
+          entry[where]["index"]["gc_deletes"].is_string()) {
+        value = entry[where]["index"]["gc_deletes"].get<std::string>();
+        break;
+      }
+    }
+  }
+  if (value != wanted) {
+    const http::Response updated =
+        send(client_, {.method = "PUT",
+                       .path = "/" + path_segment(physical) + "/_settings",
+                       .body = json{{"index", {{"gc_deletes", wanted}}}}.dump()});
+    if (updated.status != 200) throw_for("PUT /" + physical + "/_settings", updated);
+    logger()->info("index {} behind alias {}: index.gc_deletes was {}, set to {} (delete_retention_ms)", physical,
+                   alias, value, wanted);
+  }
+  // An index made before these fields existed: map them now (new fields only; a field already
+  // mapped otherwise stays, and truncates of a keyword-less syncline_table match nothing).
+  const http::Response mapped = send(client_, {.method = "PUT",
+                                               .path = "/" + path_segment(physical) + "/_mapping",
+                                               .body = json{{"properties", bookkeeping_properties()}}.dump()});
+  if (mapped.status != 200) {
+    logger()->warn("index {} behind alias {}: could not map {}, {}, {}: {} {}", physical, alias, kTableField,
+                   kSeqField, kKeyField, mapped.status, engine_error(mapped).reason);
+  }
+}
+
 void EsClient::ensure_index(const EsIndexConfig& index) {
-  if (find_alias_target(index.name)) return;
+  if (const auto physical = find_alias_target(index.name)) {
+    adopt_index(index.name, *physical);
+    return;
+  }
 
   const std::string name_path = "/" + path_segment(index.name);
   const http::Response existing = send(client_, get(name_path));
   if (existing.status == 200) {
     // Something answers to the name: the alias another instance just created, or a concrete
     // index (or data stream) that writes would go to instead of an alias we could swap.
-    if (find_alias_target(index.name)) return;
+    if (const auto target = find_alias_target(index.name)) {
+      adopt_index(index.name, *target);
+      return;
+    }
     throw IndexSetupError(fmt::format(
         "{} exists as a concrete index, not as an alias; the projector writes to an alias {} over a "
         "versioned index ({}_v1). Reindex it into {}_v1 and replace it by the alias, or delete it",
@@ -269,14 +330,17 @@ void EsClient::ensure_index(const EsIndexConfig& index) {
   const std::string request = "PUT /" + physical;
   const http::Response created =
       send(client_,
-           {.method = "PUT", .path = "/" + path_segment(physical), .body = create_index_body(index).dump()});
+           {.method = "PUT", .path = "/" + path_segment(physical), .body = create_index_body(index, delete_retention_).dump()});
   if (created.status == 200) {
     logger()->info("created index {} behind alias {}", physical, index.name);
     return;
   }
   if (created.status == 400 && engine_error(created).type == "resource_already_exists_exception") {
     // Another instance won the race; it created the index and the alias in one request.
-    if (find_alias_target(index.name)) return;
+    if (const auto target = find_alias_target(index.name)) {
+      adopt_index(index.name, *target);
+      return;
+    }
     throw IndexSetupError(
         fmt::format("index {} exists without the alias {}; add the alias to it (POST /_aliases) or delete it",
                     physical, index.name));
@@ -285,7 +349,7 @@ void EsClient::ensure_index(const EsIndexConfig& index) {
 }
 
 void EsClient::create_index(const EsIndexConfig& index, const std::string& physical, const json& meta) {
-  json body = create_index_body(index, false);
+  json body = create_index_body(index, delete_retention_, false);
   if (meta.is_object() && !meta.empty()) {
     json& stored = body["mappings"]["_meta"];
     if (!stored.is_object()) stored = json::object();
@@ -497,6 +561,8 @@ std::map<std::pair<std::string, std::string>, std::optional<CurrentDocument>> Es
           current.version = version->is_number_float() ? static_cast<std::int64_t>(version->get<double>())
                                                        : version->get<std::int64_t>();
         }
+        const auto key = current.source.find(std::string(kKeyField));
+        if (key != current.source.end() && key->is_string()) current.key = key->get<std::string>();
       }
       slot = std::move(current);
     }
@@ -541,10 +607,30 @@ std::uint64_t EsClient::delete_older(const DeleteOlder& request) {
   if (refreshed.status == 404) return 0;
   if (refreshed.status != 200) throw_for("POST /" + request.index + "/_refresh", refreshed);
 
+  const std::string version_field(kVersionField);
+  const std::string seq_field(kSeqField);
+  const std::string table_field(kTableField);
+  // (version, seq) below the truncate's; a document without kSeqField counts as seq 0.
+  const json older = {{"range", {{version_field, {{"lt", request.version}}}}}};
+  json version_match = older;
+  if (request.seq > 0) {
+    const json no_seq = {{"bool", {{"must_not", json::array({{{"exists", {{"field", seq_field}}}}})}}}};
+    const json earlier_in_transaction = {
+        {"bool",
+         {{"filter", json::array({{{"term", {{version_field, request.version}}}}})},
+          {"should", json::array({{{"range", {{seq_field, {{"lt", request.seq}}}}}}, no_seq})},
+          {"minimum_should_match", 1}}}};
+    version_match = {{"bool", {{"should", json::array({older, earlier_in_transaction})}, {"minimum_should_match", 1}}}};
+  }
+  json mine = {{"term", {{table_field, request.table}}}};
+  if (request.untagged_too) {
+    const json untagged = {{"bool", {{"must_not", json::array({{{"exists", {{"field", table_field}}}}})}}}};
+    mine = {{"bool", {{"should", json::array({mine, untagged})}, {"minimum_should_match", 1}}}};
+  }
   const json query = {{"size", kScrollPage},
-                      {"_source", false},
+                      {"_source", json::array({version_field})},
                       {"sort", json::array({"_doc"})},
-                      {"query", {{"range", {{std::string(kVersionField), {{"lt", request.version}}}}}}}};
+                      {"query", {{"bool", {{"filter", json::array({mine, version_match})}}}}}};
   http::Response page =
       send(client_, post(fmt::format("{}/_search?scroll={}", alias_path, kScrollKeepAlive), query.dump()));
   if (page.status == 404) return 0;
@@ -563,11 +649,19 @@ std::uint64_t EsClient::delete_older(const DeleteOlder& request) {
     std::vector<BulkAction> deletes;
     deletes.reserve(hits.size());
     for (const json& hit : hits) {
+      // A document of an older version is deleted at version - 1 (no other transaction commits at
+      // that LSN): a newer write racing the scan, even one of the truncate's own transaction at
+      // its version, then wins with a 409. Only one of the truncate's transaction from before it
+      // needs the truncate's own version.
+      std::int64_t stored = 0;
+      if (hit.contains("_source") && hit["_source"].contains(version_field) &&
+          hit["_source"][version_field].is_number())
+        stored = hit["_source"][version_field].get<std::int64_t>();
       // The hit's physical index: the alias could be swapped meanwhile, the scan could not.
       deletes.push_back({.kind = BulkAction::Kind::remove,
                          .index = hit.value("_index", request.index),
                          .id = hit.value("_id", ""),
-                         .version = request.version,
+                         .version = stored < request.version ? request.version - 1 : request.version,
                          .source = {},
                          .event = request.event});
     }
@@ -598,8 +692,8 @@ std::uint64_t EsClient::delete_older(const DeleteOlder& request) {
                 post("/_search/scroll", json{{"scroll", kScrollKeepAlive}, {"scroll_id", scroll.id}}.dump()));
     if (page.status != 200) throw_for("POST /_search/scroll", page);
   }
-  logger()->debug("truncate of {} below version {}: {} document(s) deleted", request.index, request.version,
-                  deleted);
+  logger()->debug("truncate of {} in {} below version {} seq {}: {} document(s) deleted", request.table,
+                  request.index, request.version, request.seq, deleted);
   return deleted;
 }
 

@@ -2,6 +2,7 @@
 // versioned bulk writes classified per item, document lookups and stale-proof truncates.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -19,6 +20,9 @@
 #include "consumers/es/bulk_action.hpp"
 
 namespace syncline::es_projector {
+
+// index.gc_deletes when nothing else is configured (es_projector.delete_retention_ms).
+inline constexpr std::chrono::milliseconds kDefaultDeleteRetention{24 * 60 * 60 * 1000};
 
 // Every failure of a request as a whole. retriable(): sending it again later may succeed.
 // Messages never hold credentials (paths, not URLs; transport messages come redacted).
@@ -100,16 +104,20 @@ class EsClient : public DocumentLookup {
   // so such an action is rejected here instead of sinking its neighbours.
   static constexpr std::size_t kMaxIdBytes = 512;
 
-  EsClient(const SearchConfig& config, bool gzip);
+  // delete_retention: index.gc_deletes of every index this client creates or adopts.
+  EsClient(const SearchConfig& config, bool gzip,
+           std::chrono::milliseconds delete_retention = kDefaultDeleteRetention);
 
   // The HTTP options EsClient uses for `config` (exposed for tests).
   static http::ClientOptions client_options(const SearchConfig& config, bool gzip);
 
-  // Makes the alias `index.name` usable: an existing alias is used as it is; otherwise the
-  // physical index "<name>_v1" is created with the configured settings and mappings, the
-  // kVersionField mapping (long), index.gc_deletes "1d" unless configured (tombstones of deleted
-  // documents must outlive replays), and the alias in the same request. Safe against another
-  // instance doing the same. Throws IndexSetupError when a concrete index is named like the alias.
+  // Makes the alias `index.name` usable: an existing alias is used as it is, but its index gets
+  // index.gc_deletes = delete_retention (logged when it changes) and the bookkeeping fields'
+  // mappings; otherwise the physical index "<name>_v1" is created with the configured settings and
+  // mappings, kVersionField (long), kTableField/kKeyField (keyword), kSeqField (long),
+  // index.gc_deletes = delete_retention (tombstones of deleted documents must outlive older writes
+  // still on their way), and the alias in the same request. Safe against another instance doing
+  // the same. Throws IndexSetupError when a concrete index is named like the alias.
   void ensure_index(const EsIndexConfig& index);
 
   // Creates the physical index `physical` with the settings and mappings ensure_index() would
@@ -162,10 +170,12 @@ class EsClient : public DocumentLookup {
   std::map<std::pair<std::string, std::string>, std::optional<CurrentDocument>> fetch(
       const std::vector<std::pair<std::string, std::string>>& documents) override;
 
-  // Deletes every document of `request.index` whose kVersionField is below request.version and
-  // returns how many were deleted. Each is deleted with version_type=external_gte at
-  // request.version, so a newer write racing the truncate wins, and the tombstone keeps older
-  // replays out. (Not _delete_by_query: a minimal Elasticsearch distribution has no reindex
+  // Deletes every document of `request.index` of table `request.table` whose (kVersionField,
+  // kSeqField) is below (request.version, request.seq), after a refresh so that every
+  // acknowledged write is seen, and returns how many were deleted. Each is deleted with
+  // version_type=external_gte at request.version - 1 (at request.version for one of the
+  // truncate's own transaction), so a newer write racing the truncate wins, and the tombstone
+  // keeps older replays out. (Not _delete_by_query: a minimal Elasticsearch distribution has no reindex
   // module, and its deletes would not leave versioned tombstones.) An index that does not exist
   // has nothing to delete. Idempotent: on SearchUnavailable, call it again.
   std::uint64_t delete_older(const DeleteOlder& request);
@@ -186,8 +196,11 @@ class EsClient : public DocumentLookup {
 
  private:
   std::optional<std::string> find_alias_target(const std::string& alias);
+  // An index behind an existing alias: gc_deletes and the bookkeeping mappings, as if created.
+  void adopt_index(const std::string& alias, const std::string& physical);
 
   http::HttpClient client_;
+  std::chrono::milliseconds delete_retention_;
 };
 
 }  // namespace syncline::es_projector

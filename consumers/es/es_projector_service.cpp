@@ -61,7 +61,7 @@ EsProjectorService::EsProjectorService(const Config& config, metrics::Registry& 
       options_(config.es_projector),
       registry_(registry),
       planner_(config.es_projector, config.kafka.topic_prefix),
-      client_(config.require_search(), config.es_projector.gzip),
+      client_(config.require_search(), config.es_projector.gzip, config.es_projector.delete_retention),
       backoff_(config.es_projector.retry_max_backoff),
       indexed_(registry.counter("syncline_es_projector_documents_indexed_total",
                                 "Documents written (index actions acknowledged).")),

@@ -112,7 +112,7 @@ class CtlEsReplay : public ::testing::Test {
     aliases_.push_back(unique_name(name));
     return aliases_.back();
   }
-  // Every document of the index as _id -> _source without syncline_version.
+  // Every document of the index as _id -> _source without Syncline's bookkeeping fields.
   std::map<std::string, json> documents(const std::string& index) {
     search_.post("/" + index + "/_refresh", "");
     const auto response = search_.post(
@@ -122,7 +122,8 @@ class CtlEsReplay : public ::testing::Test {
     const json body = json::parse(response.body);
     for (const auto& hit : body["hits"]["hits"]) {
       json source = hit["_source"];
-      source.erase("syncline_version");
+      for (const char* field : {"syncline_version", "syncline_table", "syncline_seq", "syncline_key"})
+        source.erase(field);
       out[hit["_id"].get<std::string>()] = source;
     }
     return out;

@@ -28,6 +28,7 @@ SearchConfig search_config() {
 
 BulkAction index_action(const std::string& alias, std::string id, std::int64_t version, json source) {
   source[std::string(kVersionField)] = version;
+  if (!source.contains(std::string(kTableField))) source[std::string(kTableField)] = "public.t";
   return {.kind = BulkAction::Kind::index,
           .index = alias,
           .id = std::move(id),
@@ -71,6 +72,9 @@ class EsClientSearch : public ::testing::Test {
   }
 
   void ensure() { client_.ensure_index({alias_, kSettings, kMappings}); }
+  DeleteOlder truncate(std::int64_t version, std::int64_t seq = 0) {
+    return {.index = alias_, .table = "public.t", .version = version, .seq = seq};
+  }
 
   json get_json(const std::string& path) {
     const http::Response response = raw_.get(path);
@@ -101,9 +105,13 @@ TEST_F(EsClientSearch, EnsureIndexCreatesAVersionedIndexBehindTheAlias) {
   EXPECT_EQ(properties["syncline_version"]["type"], "long") << properties.dump();
   EXPECT_EQ(properties["title"]["type"], "text");
   EXPECT_EQ(properties["count"]["type"], "long");
+  EXPECT_EQ(properties["syncline_table"]["type"], "keyword");
+  EXPECT_EQ(properties["syncline_seq"]["type"], "long");
+  EXPECT_EQ(properties["syncline_key"]["type"], "keyword");
 
+  // delete_retention_ms (24 h by default).
   const json settings = get_json("/" + physical + "/_settings")[physical]["settings"]["index"];
-  EXPECT_EQ(settings["gc_deletes"], "1d") << settings.dump();
+  EXPECT_EQ(settings["gc_deletes"], "86400000ms") << settings.dump();
   EXPECT_EQ(settings["number_of_shards"], "1");
 }
 
@@ -239,7 +247,7 @@ TEST_F(EsClientSearch, FetchReturnsSourcesAndVersionsAndNulloptForMissingDocumen
   const auto& quoted = documents.at({alias_, "[\"k\",1]"});
   ASSERT_TRUE(quoted.has_value());
   EXPECT_EQ(quoted->version, 12);
-  EXPECT_EQ(quoted->source, (json{{"title", "quoted id"}, {"count", 3}, {"syncline_version", 12}}));
+  EXPECT_EQ(quoted->source, (json{{"title", "quoted id"}, {"count", 3}, {"syncline_version", 12}, {"syncline_table", "public.t"}}));
   EXPECT_EQ(documents.at({alias_, "plain"})->version, 7);
   EXPECT_FALSE(documents.at({alias_, "absent"}).has_value());
   EXPECT_FALSE(documents.at({missing_index, "x"}).has_value());
@@ -256,13 +264,13 @@ TEST_F(EsClientSearch, FetchOfADocumentWithoutAVersionFieldGivesVersionZero) {
 TEST_F(EsClientSearch, DeleteOlderDeletesOnlyOlderDocumentsAndKeepsThemDeleted) {
   ensure();
   std::vector<BulkAction> actions = {index_action(alias_, "old-1", 1, {{"title", "old"}}),
-                                     index_action(alias_, "old-2", 4, {{"title", "old"}}),
+                                     index_action(alias_, "old-2", 3, {{"title", "old"}}),
                                      index_action(alias_, "same", 5, {{"title", "same as the truncate"}}),
                                      index_action(alias_, "new", 9, {{"title", "new"}})};
   ASSERT_EQ(outcomes(client_.bulk(pointers(actions))), std::vector<ItemOutcome>(4, ItemOutcome::done));
 
   // No refresh before: delete_older must see writes not yet searchable.
-  EXPECT_EQ(client_.delete_older({alias_, 5, 0}), 2U);
+  EXPECT_EQ(client_.delete_older(truncate(5)), 2U);
   const auto documents =
       client_.fetch({{alias_, "old-1"}, {alias_, "old-2"}, {alias_, "same"}, {alias_, "new"}});
   EXPECT_FALSE(documents.at({alias_, "old-1"}).has_value());
@@ -271,14 +279,15 @@ TEST_F(EsClientSearch, DeleteOlderDeletesOnlyOlderDocumentsAndKeepsThemDeleted) 
   EXPECT_TRUE(documents.at({alias_, "new"}).has_value());
   EXPECT_EQ(count(), 2);
 
-  // A replay of the events before the truncate cannot bring the documents back.
-  std::vector<BulkAction> replay = {index_action(alias_, "old-2", 4, {{"title", "old"}})};
+  // A replay of the events before the truncate cannot bring the documents back (their tombstones
+  // are at the truncate's version - 1, which no other transaction can have).
+  std::vector<BulkAction> replay = {index_action(alias_, "old-2", 3, {{"title", "old"}})};
   EXPECT_EQ(client_.bulk(pointers(replay))[0].outcome, ItemOutcome::stale);
-  EXPECT_EQ(client_.delete_older({alias_, 5, 0}), 0U) << "a second truncate finds nothing";
+  EXPECT_EQ(client_.delete_older(truncate(5)), 0U) << "a second truncate finds nothing";
 }
 
 TEST_F(EsClientSearch, DeleteOlderOfAMissingIndexDeletesNothing) {
-  EXPECT_EQ(client_.delete_older({alias_, 5, 0}), 0U);
+  EXPECT_EQ(client_.delete_older(truncate(5)), 0U);
 }
 
 TEST_F(EsClientSearch, DeleteOlderScansMoreThanOnePage) {
@@ -290,7 +299,7 @@ TEST_F(EsClientSearch, DeleteOlderScansMoreThanOnePage) {
   actions.push_back(index_action(alias_, "keep", 10, {{"count", -1}}));
   ASSERT_EQ(outcomes(client_.bulk(pointers(actions))),
             std::vector<ItemOutcome>(actions.size(), ItemOutcome::done));
-  EXPECT_EQ(client_.delete_older({alias_, 10, 0}), 1205U);
+  EXPECT_EQ(client_.delete_older(truncate(10)), 1205U);
   EXPECT_EQ(count(), 1);
 }
 

@@ -8,6 +8,7 @@
 #include <thread>
 #include <map>
 #include <random>
+#include <set>
 
 #include "common/http_client.hpp"
 #include "tests/support/pg_projector_harness.hpp"
@@ -316,6 +317,171 @@ TEST_F(EsProjector, a_document_violating_the_mapping_is_dead_lettered_with_the_e
   EXPECT_NE(reason.find("parsing_exception"), std::string::npos) << reason;
   EXPECT_NE(reason.find("[n]"), std::string::npos) << reason;
   EXPECT_NE(letters[0].value.find("not a number"), std::string::npos);
+  EXPECT_EQ(harness.stop(), 0);
+}
+
+// Issue 14, point 2. A truncate comes as one copy per partition, and the copies are consumed in
+// any order relative to the other partitions' rows. Partition 0 (its rows, then its copy) is
+// applied before partition 1's older rows even arrive; the result must not depend on that, and the
+// truncate touches only its own table's documents: another table mirrored into the same index and
+// a mapped document there stay.
+TEST_F(EsProjector, a_truncate_copy_per_partition_deletes_only_its_tables_older_documents_in_any_order) {
+  const auto shared = index("shared");
+  const std::string table = unique_name("trunc");
+  const std::string other = unique_name("kept");
+  PgProjectorHarness harness(
+      "esp_trunc", "",
+      fmt::format("  bulk_max_actions: 100\n  mirror:\n    - table: public.{0}\n      index: {2}\n"
+                  "    - table: public.{1}\n      index: {2}\n"
+                  "  mappings:\n    - index: {2}\n      aggregate_types: [conversation]\n      events:\n"
+                  "        - {{types: MessageSent, id: payload.message_id, fields: {{body: payload.text}}}}\n",
+                  table, other, shared),
+      {}, ProjectorKind::es);
+  const std::string row_topic = harness.prefix() + ".public." + table;
+  const std::string other_topic = harness.prefix() + ".public." + other;
+  const std::string event_topic = harness.event_topic("conversation");
+  EventPublisher::create_topics({row_topic, other_topic, event_topic}, 2);
+  harness.start();
+  ASSERT_TRUE(harness.wait_ready());
+
+  EventPublisher publisher;
+  const auto row = [&](const std::string& name, const std::string& topic, int partition, int id,
+                       std::uint64_t lsn, std::uint64_t seq) {
+    publisher.send(topic, partition, json{{"id", id}}.dump(),
+                   row_change(name, 'c', {{"id", id}, {"t", name}}, lsn, seq).dump(), fmt::format("public.{}.c", name));
+  };
+  const auto truncate = [&](int partition) {
+    publisher.send(row_topic, partition, "{}", row_change(table, 't', nullptr, 0x500, 5).dump(),
+                   fmt::format("public.{}.t", table));
+  };
+  // Older documents of the other table and of the mapping, in the same index.
+  publisher.begin();
+  row(other, other_topic, 0, 100, 0x100, 0);
+  row(other, other_topic, 1, 101, 0x110, 0);
+  publisher.send(event_topic, 0, "c-1",
+                 domain_event("e1", "MessageSent", "conversation", "c-1", {{"message_id", "m1"}, {"text", "hi"}}, 0x120, 0)
+                     .dump(),
+                 "MessageSent");
+  publisher.commit();
+  ASSERT_TRUE(poll_until([&] { return count(shared) == 3; }, 60s, "the other table's and the mapped documents"))
+      << harness.process().log_tail();
+
+  // Partition 0: a row before the truncate, the copy, a row of the same transaction after it.
+  publisher.begin();
+  row(table, row_topic, 0, 1, 0x200, 0);
+  truncate(0);
+  row(table, row_topic, 0, 3, 0x500, 6);
+  publisher.commit();
+  ASSERT_TRUE(poll_until([&] { return document(shared, "3").has_value(); }, 60s, "partition 0 applied"))
+      << harness.process().log_tail();
+
+  // Partition 1, consumed after partition 0's copy: older rows (one of the truncate's own
+  // transaction, before it), the copy, a newer row.
+  publisher.begin();
+  row(table, row_topic, 1, 2, 0x300, 0);
+  row(table, row_topic, 1, 5, 0x500, 2);
+  truncate(1);
+  row(table, row_topic, 1, 4, 0x600, 0);
+  publisher.commit();
+  ASSERT_TRUE(poll_until([&] { return harness.caught_up() && document(shared, "4").has_value(); }, 60s,
+                         "partition 1 applied"))
+      << harness.process().log_tail();
+
+  std::set<std::string> ids;
+  refresh(shared);
+  const auto found = search_.post("/" + shared + "/_search", json{{"size", 100}}.dump());
+  ASSERT_EQ(found.status, 200) << found.body;
+  const json hits = json::parse(found.body)["hits"]["hits"];
+  for (const auto& hit : hits) ids.insert(hit["_id"].get<std::string>());
+  EXPECT_EQ(ids, (std::set<std::string>{"3", "4", "100", "101", "m1"}));
+  const auto three = document(shared, "3");
+  ASSERT_TRUE(three.has_value());
+  EXPECT_EQ((*three)["syncline_table"], "public." + table);
+  EXPECT_EQ((*three)["syncline_seq"], 6);
+  EXPECT_EQ(harness.stop(), 0);
+}
+
+// Issue 14, point 7. An index behind an alias that existed before the projector keeps the engine's
+// 60 s gc_deletes; the projector sets it to delete_retention_ms (default 24 h), as on the indices it
+// creates.
+TEST_F(EsProjector, delete_retention_becomes_gc_deletes_on_created_and_pre_existing_indices) {
+  const auto existing = index("preexisting");
+  const auto created = index("created");
+  const auto made = search_.put("/" + existing + "_v1", json{{"aliases", {{existing, json::object()}}}}.dump());
+  ASSERT_EQ(made.status, 200) << made.body;
+  const std::string table = unique_name("gc");
+  const std::string table2 = unique_name("gc2");
+  PgProjectorHarness harness("esp_gc", "",
+                             fmt::format("  mirror:\n    - table: public.{}\n      index: {}\n"
+                                         "    - table: public.{}\n      index: {}\n",
+                                         table, existing, table2, created),
+                             {}, ProjectorKind::es);
+  EventPublisher::create_topics({harness.prefix() + ".public." + table, harness.prefix() + ".public." + table2}, 1);
+  harness.start();
+  ASSERT_TRUE(harness.wait_ready());
+  const auto gc_deletes = [&](const std::string& physical) {
+    const auto response = search_.get("/" + physical + "/_settings/index.gc_deletes");
+    if (response.status != 200) return std::string("status ") + std::to_string(response.status);
+    const json body = json::parse(response.body);
+    const json* value = nullptr;
+    if (body.contains(physical) && body[physical].contains("settings") && body[physical]["settings"].contains("index"))
+      value = &body[physical]["settings"]["index"]["gc_deletes"];
+    return value != nullptr && value->is_string() ? value->get<std::string>() : std::string("unset");
+  };
+  ASSERT_TRUE(poll_until([&] { return gc_deletes(existing + "_v1") == "86400000ms"; }, 30s,
+                         "gc_deletes on the pre-existing index"))
+      << gc_deletes(existing + "_v1") << "\n" << harness.process().log_tail();
+  EXPECT_EQ(gc_deletes(created + "_v1"), "86400000ms");
+  EXPECT_NE(harness.process().log_tail().find(existing + "_v1"), std::string::npos);
+  EXPECT_EQ(harness.stop(), 0);
+}
+
+// Issue 14, point 8. A partial update older than the stored document cannot be ordered against it
+// when another Kafka key (another partition's order) wrote the document: it is dead-lettered with
+// a reason naming the document, both keys and the fix. With the same key, it is a replay: stale.
+TEST_F(EsProjector, an_older_partial_update_from_another_key_is_dead_lettered_not_dropped) {
+  const auto messages = index("partial");
+  PgProjectorHarness harness(
+      "esp_partial", "",
+      fmt::format("  mappings:\n    - index: {}\n      aggregate_types: [conversation]\n      events:\n"
+                  "        - {{types: MessageSent, id: payload.message_id, fields: {{body: payload.text}}}}\n"
+                  "        - {{types: MessageTagged, action: update, id: payload.message_id, fields: {{tag: payload.tag}}}}\n",
+                  messages),
+      {}, ProjectorKind::es);
+  const std::string topic = harness.event_topic("conversation");
+  EventPublisher::create_topics({topic}, 2);
+  harness.start();
+  ASSERT_TRUE(harness.wait_ready());
+  EventPublisher publisher;
+  const auto event = [&](const std::string& key, const std::string& type, json payload, std::uint64_t lsn) {
+    publisher.send(topic, key == "c-1" ? 0 : 1, key,
+                   domain_event("e" + std::to_string(lsn), type, "conversation", key, std::move(payload), lsn, 0).dump(),
+                   type);
+  };
+  publisher.begin();
+  event("c-1", "MessageSent", {{"message_id", "m1"}, {"text", "hello"}}, 0x300);
+  publisher.commit();
+  ASSERT_TRUE(poll_until([&] { return document(messages, "m1").has_value(); }, 60s, "m1 indexed"))
+      << harness.process().log_tail();
+  EXPECT_EQ((*document(messages, "m1"))["syncline_key"], "c-1");
+  publisher.begin();
+  event("c-2", "MessageTagged", {{"message_id", "m1"}, {"tag", "red"}}, 0x200);   // other key, older
+  event("c-1", "MessageTagged", {{"message_id", "m1"}, {"tag", "blue"}}, 0x250);  // same key, older: a replay
+  publisher.commit();
+  const auto letters = read_committed_records({harness.dead_letter_topic()}, 1, 30s);
+  ASSERT_EQ(letters.size(), 1u) << "the older update from another key was dropped silently\n"
+                                << harness.process().log_tail();
+  std::string reason;
+  for (const auto& header : letters[0].headers)
+    if (header.key == "syncline-dlq-reason") reason = header.value;
+  EXPECT_NE(reason.find("m1"), std::string::npos) << reason;
+  EXPECT_NE(reason.find("c-1"), std::string::npos) << reason;
+  EXPECT_NE(reason.find("c-2"), std::string::npos) << reason;
+  EXPECT_NE(reason.find("aggregate"), std::string::npos) << reason;
+  EXPECT_NE(letters[0].value.find("red"), std::string::npos);
+  ASSERT_TRUE(poll_until([&] { return harness.caught_up(); }, 30s, "caught up"));
+  EXPECT_EQ(harness.status()["documents"]["stale"].get<double>(), 1);
+  EXPECT_FALSE(document(messages, "m1")->contains("tag"));
   EXPECT_EQ(harness.stop(), 0);
 }
 

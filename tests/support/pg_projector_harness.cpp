@@ -153,6 +153,15 @@ void EventPublisher::send(const std::string& topic, const std::optional<std::str
   producer_->produce({.topic = topic, .key = key, .value = value, .headers = {{"syncline-event-type", type}}});
 }
 
+void EventPublisher::send(const std::string& topic, std::int32_t partition, const std::optional<std::string>& key,
+                          const std::string& value, const std::string& type) {
+  producer_->produce({.topic = topic,
+                      .partition = partition,
+                      .key = key,
+                      .value = value,
+                      .headers = {{"syncline-event-type", type}}});
+}
+
 nlohmann::json domain_event(const std::string& id, const std::string& type, const std::string& aggregate_type,
                             const std::string& aggregate_id, nlohmann::json payload, std::uint64_t commit_lsn,
                             std::uint64_t seq) {

@@ -95,6 +95,9 @@ class EventPublisher {
   // `value` is sent as is (it need not be JSON: poison tests); `type` goes in the type header.
   void send(const std::string& topic, const std::optional<std::string>& key, const std::string& value,
             const std::string& type);
+  // The same to an explicit partition (a truncate's copies, or a test of partition order).
+  void send(const std::string& topic, std::int32_t partition, const std::optional<std::string>& key,
+            const std::string& value, const std::string& type);
 
  private:
   std::unique_ptr<kafka::TransactionalProducer> producer_;

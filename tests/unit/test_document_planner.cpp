@@ -50,15 +50,18 @@ class FakeLookup : public DocumentLookup {
 
   void store(const std::string& index, const std::string& id, json source) {
     const std::int64_t version = source.value(std::string(kVersionField), std::int64_t{0});
-    stored[{index, id}] = CurrentDocument{std::move(source), version};
+    std::optional<std::string> key;
+    if (source.contains(std::string(kKeyField))) key = source[std::string(kKeyField)].get<std::string>();
+    stored[{index, id}] = CurrentDocument{std::move(source), version, std::move(key)};
   }
 };
 
 // Owns what Events view, so a test writes records as values.
 class Batch {
  public:
-  Batch& add(std::string topic, std::optional<std::string> key, std::string type, json value) {
-    records_.push_back({std::move(topic), std::move(key), std::move(type), std::move(value)});
+  Batch& add(std::string topic, std::optional<std::string> key, std::string type, json value,
+             std::int32_t partition = 0) {
+    records_.push_back({std::move(topic), std::move(key), std::move(type), std::move(value), partition});
     return *this;
   }
 
@@ -66,7 +69,7 @@ class Batch {
     events_.clear();
     for (std::size_t i = 0; i < records_.size(); ++i) {
       const Record& record = records_[i];
-      events_.push_back(Event{i, record.topic, 0, static_cast<std::int64_t>(i),
+      events_.push_back(Event{i, record.topic, record.partition, static_cast<std::int64_t>(i),
                               record.key ? std::optional<std::string_view>(*record.key) : std::nullopt,
                               record.type, &record.value});
     }
@@ -81,6 +84,7 @@ class Batch {
     std::optional<std::string> key;
     std::string type;
     json value;
+    std::int32_t partition = 0;
   };
   std::deque<Record> records_;
   std::vector<Event> events_;
@@ -151,7 +155,20 @@ const BulkAction& action(const Plan& plan, std::size_t step) {
   return *found;
 }
 
-json document(const Plan& plan, std::size_t step) { return json::parse(action(plan, step).source); }
+// The document a step writes, without the bookkeeping fields (bookkeeping() has them).
+json document(const Plan& plan, std::size_t step) {
+  json source = json::parse(action(plan, step).source);
+  for (const auto field : {kTableField, kSeqField, kKeyField}) source.erase(std::string(field));
+  return source;
+}
+json bookkeeping(const Plan& plan, std::size_t step) {
+  const json source = json::parse(action(plan, step).source);
+  json out = json::object();
+  for (const auto field : {kTableField, kSeqField, kKeyField}) {
+    if (source.contains(std::string(field))) out[std::string(field)] = source[std::string(field)];
+  }
+  return out;
+}
 
 std::string construction_error(const EsProjectorConfig& config) {
   try {
@@ -264,10 +281,13 @@ TEST(DocumentPlannerConfig, allows_a_type_in_several_mappings) {
 
 // --- Versions ---
 
-TEST(DocumentPlannerVersion, is_the_commit_lsn_as_a_64_bit_number) {
+TEST(DocumentPlannerVersion, is_the_source_version_of_epoch_and_commit_lsn) {
   EXPECT_EQ(event_version(row_change('c', json::object(), "0/16B3800")), 0x16B3800);
   EXPECT_EQ(event_version(row_change('c', json::object(), "1/0")), std::int64_t{1} << 32);
-  EXPECT_EQ(event_version(row_change('c', json::object(), "7FFFFFFF/FFFFFFFF")), INT64_MAX);
+  json epoch = row_change('c', json::object(), "0/16B3800");
+  epoch["source"]["epoch"] = 127U;  // parsed JSON holds non-negative integers as unsigned
+  EXPECT_EQ(event_version(epoch), (std::int64_t{127} << 56) | 0x16B3800);
+  EXPECT_EQ(event_version(row_change('c', json::object(), "FFFFFF/FFFFFFFF")), (std::int64_t{1} << 56) - 1);
 }
 
 TEST(DocumentPlannerVersion, refuses_a_missing_malformed_zero_or_too_large_commit_lsn) {
@@ -277,7 +297,7 @@ TEST(DocumentPlannerVersion, refuses_a_missing_malformed_zero_or_too_large_commi
   EXPECT_THROW(event_version(json::object()), std::invalid_argument);
   EXPECT_THROW(event_version(row_change('c', json::object(), "garbage")), std::invalid_argument);
   EXPECT_THROW(event_version(row_change('c', json::object(), "0/0")), std::invalid_argument);
-  EXPECT_THROW(event_version(row_change('c', json::object(), "80000000/0")), std::invalid_argument);
+  EXPECT_THROW(event_version(row_change('c', json::object(), "1000000/0")), std::invalid_argument);
 }
 
 TEST(DocumentPlannerVersion, rejects_an_event_without_a_commit_lsn_saying_so) {
@@ -326,7 +346,8 @@ TEST(DocumentPlannerMirror, serialises_documents_compactly_and_without_the_envel
       Batch()
           .add(kUsers, R"({"id":1})", "", row_change('c', {{"id", 1}, {"name", "ann"}}, "0/100"))
           .plan(planner, lookup);
-  EXPECT_EQ(action(plan, 0).source, R"({"id":1,"name":"ann","syncline_version":256})");
+  EXPECT_EQ(action(plan, 0).source,
+            R"({"id":1,"name":"ann","syncline_seq":0,"syncline_table":"public.users","syncline_version":256})");
 }
 
 TEST(DocumentPlannerMirror, takes_a_string_key_as_it_is) {
@@ -866,6 +887,123 @@ TEST(DocumentPlannerMapping, skips_an_unmapped_type_even_without_a_commit_lsn) {
   const Plan plan = Batch().add(kConversations, "c-42", "ConversationClosed", event).plan(planner, lookup);
   EXPECT_THAT(plan.skipped, ElementsAre(0U));
   EXPECT_THAT(plan.rejected, IsEmpty());
+}
+
+// --- Issue 14: truncates per partition, bookkeeping fields, partial updates across keys ---
+
+TEST(DocumentPlannerTruncate, every_partitions_copy_deletes_below_its_version_and_seq_of_its_table_only) {
+  EsProjectorConfig cfg = config();
+  cfg.mirror.push_back({{"public", "teams"}, "users"});  // another table in the same index
+  const DocumentPlanner planner(cfg, "app");
+  FakeLookup lookup;
+  json truncate = row_change('t', nullptr, "0/900");
+  truncate["source"]["seq"] = 4;
+  const Plan plan = Batch()
+                        .add(kUsers, "{}", "public.users.t", truncate, 0)
+                        .add(kUsers, "{}", "public.users.t", truncate, 1)
+                        .plan(planner, lookup);
+  ASSERT_EQ(plan.steps.size(), 2U);
+  for (const Step& step : plan.steps) {
+    const auto* copy = std::get_if<DeleteOlder>(&step);
+    ASSERT_NE(copy, nullptr);
+    EXPECT_EQ(copy->index, "users");
+    EXPECT_EQ(copy->table, "public.users");
+    EXPECT_EQ(copy->version, 0x900);
+    EXPECT_EQ(copy->seq, 4);
+    EXPECT_FALSE(copy->untagged_too) << "the index has another writer";
+  }
+}
+
+TEST(DocumentPlannerTruncate, truncates_untagged_documents_too_when_the_table_is_its_indexs_only_writer) {
+  const DocumentPlanner planner(config(), "app");
+  FakeLookup lookup;
+  const Plan plan =
+      Batch().add(kUsers, "{}", "public.users.t", row_change('t', nullptr, "0/900")).plan(planner, lookup);
+  ASSERT_EQ(plan.steps.size(), 1U);
+  EXPECT_TRUE(std::get<DeleteOlder>(plan.steps[0]).untagged_too);
+}
+
+TEST(DocumentPlannerTruncate, keeps_a_stored_row_of_the_truncates_transaction_written_after_it) {
+  const DocumentPlanner planner(config(), "app");
+  FakeLookup lookup;
+  json truncate = row_change('t', nullptr, "0/900");
+  truncate["source"]["seq"] = 4;
+  json after = row_change('u', {{"id", 1}, {"name", "kept"}}, "0/900", {"bio"});
+  after["source"]["seq"] = 6;
+  json before = row_change('u', {{"id", 2}, {"name", "gone"}}, "0/900", {"bio"});
+  before["source"]["seq"] = 2;
+  lookup.store("users", "1",
+               {{"id", 1}, {"bio", "b1"}, {"syncline_version", 0x900}, {"syncline_seq", 5}, {"syncline_table", "public.users"}});
+  lookup.store("users", "2",
+               {{"id", 2}, {"bio", "b2"}, {"syncline_version", 0x900}, {"syncline_seq", 1}, {"syncline_table", "public.users"}});
+  const Plan plan = Batch()
+                        .add(kUsers, "{}", "public.users.t", truncate)
+                        .add(kUsers, R"({"id":1})", "public.users.u", after)
+                        .add(kUsers, R"({"id":2})", "public.users.u", before)
+                        .plan(planner, lookup);
+  ASSERT_EQ(plan.steps.size(), 3U);
+  EXPECT_EQ(document(plan, 1)["bio"], "b1") << "(0x900, 5) is above the truncate's (0x900, 4)";
+  EXPECT_FALSE(document(plan, 2).contains("bio")) << "(0x900, 1) was truncated";
+}
+
+TEST(DocumentPlannerTruncate, a_mapping_applies_only_the_copy_on_partition_0) {
+  EsProjectorConfig cfg;
+  cfg.mappings.push_back({"audit", {kUsers}, {{{"public.users.t"}, EsAction::index, "id", {{"what", "op"}}}}});
+  const DocumentPlanner planner(cfg, "app");
+  FakeLookup lookup;
+  const json truncate = row_change('t', nullptr, "0/900");
+  const Plan plan = Batch()
+                        .add(kUsers, "{}", "public.users.t", truncate, 1)
+                        .add(kUsers, "{}", "public.users.t", truncate, 0)
+                        .add(kUsers, "{}", "public.users.t", truncate, 2)
+                        .plan(planner, lookup);
+  ASSERT_EQ(plan.steps.size(), 1U);
+  EXPECT_EQ(action(plan, 0).event, 1U);
+  EXPECT_EQ(plan.skipped, (std::vector<std::size_t>{0, 2}));
+}
+
+TEST(DocumentPlannerBookkeeping, mirror_documents_carry_table_and_seq_and_mapped_ones_their_kafka_key) {
+  const DocumentPlanner planner(config(), "app");
+  FakeLookup lookup;
+  json row = row_change('c', {{"id", 1}}, "0/100");
+  row["source"]["seq"] = 3;
+  const Plan plan = Batch()
+                        .add(kUsers, R"({"id":1})", "public.users.c", row)
+                        .add(kConversations, "c-42", "MessageSent",
+                             domain_event("MessageSent", {{"message_id", "m-1"}, {"text", "hi"}}, "0/200"))
+                        .plan(planner, lookup);
+  ASSERT_EQ(plan.steps.size(), 2U);
+  EXPECT_EQ(bookkeeping(plan, 0), json({{"syncline_table", "public.users"}, {"syncline_seq", 3}}));
+  EXPECT_EQ(bookkeeping(plan, 1), json({{"syncline_key", "c-42"}}));
+}
+
+TEST(DocumentPlannerMapping, dead_letters_an_older_update_from_another_key_naming_document_keys_and_fix) {
+  const DocumentPlanner planner(config(), "app");
+  FakeLookup lookup;
+  lookup.store("messages", "m-1", {{"text", "new"}, {"syncline_version", 0x500}, {"syncline_key", "c-1"}});
+  const Plan plan = Batch()
+                        .add(kConversations, "c-2", "MessageEdited",
+                             domain_event("MessageEdited", {{"message_id", "m-1"}, {"text", "old"}}, "0/300", "c-2"))
+                        .plan(planner, lookup);
+  const std::string reason = only_rejection(plan);
+  EXPECT_THAT(reason, HasSubstr("document m-1"));
+  EXPECT_THAT(reason, HasSubstr("c-1"));
+  EXPECT_THAT(reason, HasSubstr("c-2"));
+  EXPECT_THAT(reason, HasSubstr("aggregate id"));
+  EXPECT_THAT(plan.stale, IsEmpty());
+}
+
+TEST(DocumentPlannerMapping, counts_an_older_update_from_the_same_key_as_stale) {
+  const DocumentPlanner planner(config(), "app");
+  FakeLookup lookup;
+  lookup.store("messages", "m-1", {{"text", "new"}, {"syncline_version", 0x500}, {"syncline_key", "c-1"}});
+  const Plan plan = Batch()
+                        .add(kConversations, "c-1", "MessageEdited",
+                             domain_event("MessageEdited", {{"message_id", "m-1"}, {"text", "old"}}, "0/300", "c-1"))
+                        .plan(planner, lookup);
+  EXPECT_THAT(plan.rejected, IsEmpty());
+  EXPECT_THAT(plan.steps, IsEmpty());
+  EXPECT_EQ(plan.stale, (std::vector<std::size_t>{0}));
 }
 
 }  // namespace

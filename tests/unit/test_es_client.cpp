@@ -446,18 +446,25 @@ TEST_F(EsClientFakeEngine, EnsureIndexAcceptsTheIndexAnotherInstanceCreatedMeanw
         R"({"error":{"root_cause":[{"type":"resource_already_exists_exception","reason":"index [messages_v1/54Kc] already exists"}],"type":"resource_already_exists_exception","reason":"index [messages_v1/54Kc] already exists","index":"messages_v1"},"status":400})",
         "application/json");
   });
+  // The index found behind the alias is adopted: its gc_deletes is already delete_retention.
+  on("GET", "/messages_v1/_settings/index.gc_deletes", [](const httplib::Request&, httplib::Response& response) {
+    response.set_content(R"({"messages_v1":{"settings":{"index":{"gc_deletes":"86400000ms"}}}})", "application/json");
+  });
+  on("PUT", "/messages_v1/_mapping", [](const httplib::Request&, httplib::Response& response) {
+    response.set_content(R"({"acknowledged":true})", "application/json");
+  });
   EsClient client(config(), false);
   EXPECT_NO_THROW(client.ensure_index(
       {"messages", R"({"number_of_shards":1})", R"({"properties":{"text":{"type":"text"}}})"}));
   EXPECT_EQ(alias_lookups, 2);
   EXPECT_EQ(created["aliases"], json({{"messages", json::object()}}));
   EXPECT_EQ(created["settings"]["number_of_shards"], 1);
-  EXPECT_EQ(created["settings"]["index.gc_deletes"], "1d");
+  EXPECT_EQ(created["settings"]["index.gc_deletes"], "86400000ms");
   EXPECT_EQ(created["mappings"]["properties"]["syncline_version"]["type"], "long");
   EXPECT_EQ(created["mappings"]["properties"]["text"]["type"], "text");
 }
 
-TEST_F(EsClientFakeEngine, EnsureIndexKeepsAConfiguredGcDeletesAndRefusesAnotherVersionMapping) {
+TEST_F(EsClientFakeEngine, EnsureIndexSetsGcDeletesToTheDeleteRetentionAndRefusesAnotherVersionMapping) {
   json created;
   on("GET", "/_alias/messages",
      [](const httplib::Request&, httplib::Response& response) { response.status = 404; });
@@ -466,10 +473,11 @@ TEST_F(EsClientFakeEngine, EnsureIndexKeepsAConfiguredGcDeletesAndRefusesAnother
     created = json::parse(request.body);
     response.set_content(R"({"acknowledged":true})", "application/json");
   });
-  EsClient client(config(), false);
+  EsClient client(config(), false, std::chrono::hours(2));
   client.ensure_index({"messages", R"({"index":{"gc_deletes":"7d"}})", "{}"});
-  EXPECT_FALSE(created["settings"].contains("index.gc_deletes")) << created.dump();
-  EXPECT_EQ(created["settings"]["index"]["gc_deletes"], "7d");
+  // delete_retention_ms is the one horizon: a gc_deletes in settings gives way to it.
+  EXPECT_EQ(created["settings"]["index.gc_deletes"], "7200000ms") << created.dump();
+  EXPECT_FALSE(created["settings"]["index"].contains("gc_deletes")) << created.dump();
 
   EXPECT_THROW(
       client.ensure_index({"messages", "{}", R"({"properties":{"syncline_version":{"type":"keyword"}}})"}),
@@ -521,7 +529,7 @@ TEST(EsClientTransport, UnreachableEngineIsRetriableAndNeverShowsCredentials) {
     }
   }
   EXPECT_THROW(client.ensure_index({"messages", "{}", "{}"}), SearchUnavailable);
-  EXPECT_THROW(client.delete_older({"messages", 5, 0}), SearchUnavailable);
+  EXPECT_THROW(client.delete_older({.index = "messages", .table = "public.t", .version = 5}), SearchUnavailable);
   EXPECT_FALSE(client.healthy());
 }
 

@@ -304,7 +304,7 @@ class EsReplay {
         index_config_(find_index(config, alias_)),
         es_options_(config_for_index(config.es_projector, alias_)),
         planner_(es_options_, config.kafka.topic_prefix),
-        client_(config.require_search(), config.es_projector.gzip),
+        client_(config.require_search(), config.es_projector.gzip, config.es_projector.delete_retention),
         backoff_(config.es_projector.retry_max_backoff),
         admin_(admin_properties(config.kafka)) {
     result_.projection = projection.name;

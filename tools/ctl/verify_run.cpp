@@ -397,7 +397,11 @@ class EsMirrorStore final : public ReadStore {
       if (!current) continue;
       StoredRow stored;
       stored.values = std::move(current->source);
-      if (stored.values.is_object()) stored.values.erase(std::string(es_projector::kVersionField));
+      if (stored.values.is_object()) {
+        for (const auto field : {es_projector::kVersionField, es_projector::kTableField, es_projector::kSeqField,
+                                 es_projector::kKeyField})
+          stored.values.erase(std::string(field));
+      }
       if (current->version > 0) stored.position = Lsn(static_cast<std::uint64_t>(current->version));
       rows.emplace(document.second, std::move(stored));
     }
