@@ -377,6 +377,23 @@ Config to_config(const json& document, std::string_view source) {
   read_pg_projector(section(document, "pg_projector"), config.kafka.topic_prefix, source, config.pg_projector);
   read_es_projector(section(document, "es_projector"), config.kafka.topic_prefix, source, config.es_projector);
   read_http(section(document, "ctl"), config.ctl.http);
+  // A snapshot row may reach a sink up to snapshot_max_age after a newer delete of its key: the
+  // sinks must remember deletes at least that long (docs/PG_PROJECTOR.md, docs/ES_PROJECTOR.md).
+  std::vector<std::string> problems;
+  const auto snapshot_max_age = config.producer.snapshot_max_age;
+  if (config.pg_projector.mirror && config.pg_projector.mirror->tombstone_retention < snapshot_max_age) {
+    problems.push_back(fmt::format(
+        "{}: pg_projector.mirror.tombstone_retention_ms ({}) is below producer.snapshot_max_age_ms ({}): a "
+        "snapshot row older than a delete could bring the deleted row back",
+        source, config.pg_projector.mirror->tombstone_retention.count(), snapshot_max_age.count()));
+  }
+  if (config.es_projector.delete_retention < snapshot_max_age) {
+    problems.push_back(fmt::format(
+        "{}: es_projector.delete_retention_ms ({}) is below producer.snapshot_max_age_ms ({}): a snapshot row "
+        "older than a delete could bring the deleted document back",
+        source, config.es_projector.delete_retention.count(), snapshot_max_age.count()));
+  }
+  if (!problems.empty()) fail(problems);
   return config;
 }
 

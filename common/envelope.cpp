@@ -80,7 +80,9 @@ class FieldReader {
 std::uint32_t epoch_of(const FieldReader& source) {
   const auto* value = source.optional("epoch");
   if (value == nullptr) return 0;
-  if (!value->is_number_unsigned() || value->get<std::uint64_t>() > kMaxSourceEpoch) {
+  // Parsed text gives unsigned numbers; JSON built in code may hold a signed one.
+  const bool integer = value->is_number_unsigned() || (value->is_number_integer() && value->get<std::int64_t>() >= 0);
+  if (!integer || value->get<std::uint64_t>() > kMaxSourceEpoch) {
     throw source.error("epoch", fmt::format("expected an integer from 0 to {}, got {}", kMaxSourceEpoch,
                                             describe(*value)));
   }
@@ -132,6 +134,12 @@ std::uint64_t source_version(std::uint32_t epoch, Lsn commit_lsn) {
     throw EnvelopeError(fmt::format("commit LSN {} is beyond 2^56 and cannot be versioned", commit_lsn));
   }
   return (static_cast<std::uint64_t>(epoch) << kSourceVersionLsnBits) | commit_lsn.value();
+}
+
+bool is_extra_truncate_copy(const json& envelope, std::int32_t partition) {
+  if (partition == 0 || !envelope.is_object()) return false;
+  const auto op = envelope.find("op");
+  return op != envelope.end() && op->is_string() && op->get_ref<const std::string&>() == "t";
 }
 
 std::uint64_t source_version_of(const json& envelope) {

@@ -117,6 +117,11 @@ std::uint64_t source_version(std::uint32_t epoch, Lsn commit_lsn);
 // EnvelopeError naming the field that is missing or malformed.
 std::uint64_t source_version_of(const nlohmann::json& envelope);
 
+// A truncate is published once per partition of its table's topic. Version-floored mirrors apply
+// every copy; consumers that are not (SQL projections, search mappings) apply only partition 0's:
+// true for the copies they skip.
+bool is_extra_truncate_copy(const nlohmann::json& envelope, std::int32_t partition);
+
 // Sorted keys, no whitespace, UTF-8 unescaped: equal values always give equal bytes.
 std::string canonical_json(const nlohmann::json& value);
 

@@ -271,8 +271,7 @@ void DocumentPlanner::intents_of(const Event& event, const Route& route, std::ve
   if (mapped) {
     // A truncate comes once per partition; a mapping is not a version-floored mirror and applies
     // only the copy on partition 0.
-    const std::string* code = string_member(envelope, "op");
-    if (code != nullptr && *code == "t" && event.partition != 0) return;
+    if (is_extra_truncate_copy(envelope, event.partition)) return;
     for (const std::size_t m : typed->second) mapping_intents(event, mappings_[m], version, out);
   }
 }

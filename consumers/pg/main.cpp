@@ -20,7 +20,8 @@ std::vector<std::unique_ptr<syncline::pg_projector::Projection>> projections_fro
   using namespace syncline::pg_projector;
   std::vector<std::unique_ptr<Projection>> projections;
   if (config.pg_projector.mirror) {
-    projections.push_back(std::make_unique<MirrorProjection>(*config.pg_projector.mirror, config.kafka.topic_prefix));
+    projections.push_back(std::make_unique<MirrorProjection>(*config.pg_projector.mirror, config.kafka.topic_prefix,
+                                                               config.pg_projector.group_id));
   }
   for (const auto& projection : config.pg_projector.projections) {
     projections.push_back(std::make_unique<SqlProjection>(projection));

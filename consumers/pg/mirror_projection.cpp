@@ -289,8 +289,11 @@ struct MirrorProjection::Change {
   const json* after = nullptr;   // c/u/r: an object
   const json* before = nullptr;  // an object, or nullptr
   std::optional<json> key;       // the Kafka key: an object naming at least one column
-  std::string lsn;               // commit LSN as PostgreSQL prints it
+  std::string lsn;               // the source version (epoch << 56 | commit LSN) as a pg_lsn prints it
   std::string seq;
+  std::string_view topic;
+  std::int32_t partition = 0;
+  std::optional<std::string> commit_ts;  // source.commit_ts: when a delete's tombstone may go
   std::vector<std::string> unchanged_toast;
 
   bool is_toasted(const std::string& column) const {
@@ -308,6 +311,10 @@ struct MirrorProjection::Group {
   std::vector<pg::Param> lsns;
   std::vector<pg::Param> seqs;
   std::vector<pg::Param> keys;  // canonical JSON keys; empty for append
+  // Deletes only: where each was read and when it was committed (its tombstone's horizon).
+  std::vector<pg::Param> topics;
+  std::vector<pg::Param> partitions;
+  std::vector<pg::Param> commit_times;
   std::vector<std::size_t> events;
 };
 
@@ -356,13 +363,22 @@ std::string string_member(const json& object, std::string_view name, std::string
 // MirrorProjection
 
 MirrorProjection::MirrorProjection(const MirrorConfig& config, const std::string& topic_prefix,
-                                   std::unique_ptr<MirrorCatalog> catalog, Clock clock)
+                                   std::string consumer_group, std::unique_ptr<MirrorCatalog> catalog, Clock clock)
     : schema_(config.schema),
       tombstone_retention_(config.tombstone_retention),
+      consumer_group_(std::move(consumer_group)),
       catalog_(catalog ? std::move(catalog) : make_pg_mirror_catalog()),
       clock_(std::move(clock)),
-      drop_tombstones_sql_(
-          "DELETE FROM syncline.mirror_tombstones WHERE mirror_schema = $1 AND table_name = $2") {
+      // The truncate's tombstones are older than its floor, which now keeps what they kept out.
+      drop_tombstones_sql_("DELETE FROM syncline.mirror_tombstones WHERE mirror_schema = $1 AND table_name = $2 "
+                           "AND (commit_lsn, seq) < ($3::pg_lsn, $4::bigint)"),
+      // A table's floor only rises: every copy of one truncate, and an older truncate read late,
+      // leave it where the newest put it.
+      truncate_floor_sql_(
+          "INSERT INTO syncline.mirror_truncates AS tf (mirror_schema, table_name, commit_lsn, seq) "
+          "VALUES ($1, $2, $3::pg_lsn, $4::bigint) ON CONFLICT (mirror_schema, table_name) DO UPDATE "
+          "SET commit_lsn = EXCLUDED.commit_lsn, seq = EXCLUDED.seq, truncated_at = now() "
+          "WHERE (tf.commit_lsn, tf.seq) < (EXCLUDED.commit_lsn, EXCLUDED.seq)") {
   for (const auto& table : config.tables) {
     const auto [it, added] = targets_.emplace(std::pair{table.schema, table.table}, table.table);
     if (!added) continue;
@@ -396,17 +412,41 @@ void MirrorProjection::setup(Session& session) {
                     "commit_lsn pg_lsn NOT NULL, seq bigint NOT NULL, "
                     "deleted_at timestamptz NOT NULL DEFAULT now(), "
                     "PRIMARY KEY (mirror_schema, table_name, key))");
+  // Where the delete was read and when it was committed: its partition's applied source time says
+  // when it may be forgotten. NULL in tombstones written before these columns existed.
+  catalog_->execute(session,
+                    "ALTER TABLE syncline.mirror_tombstones ADD COLUMN IF NOT EXISTS topic text, "
+                    "ADD COLUMN IF NOT EXISTS kafka_partition integer, ADD COLUMN IF NOT EXISTS commit_ts timestamptz");
+  // One row per truncated table: the newest truncate's position. Changes at or below it are
+  // older than the truncate and never written, whichever partition they come from.
+  catalog_->execute(session,
+                    "CREATE TABLE IF NOT EXISTS syncline.mirror_truncates ("
+                    "mirror_schema text NOT NULL, table_name text NOT NULL, "
+                    "commit_lsn pg_lsn NOT NULL, seq bigint NOT NULL, "
+                    "truncated_at timestamptz NOT NULL DEFAULT now(), "
+                    "PRIMARY KEY (mirror_schema, table_name))");
   prune_tombstones(session);
 }
 
 void MirrorProjection::prune_tombstones(Session& session) {
   try {
     // Only this mirror schema's: another projector may mirror into another schema with another
-    // retention.
-    catalog_->execute(session,
-                      "DELETE FROM syncline.mirror_tombstones WHERE mirror_schema = $1 "
-                      "AND deleted_at < now() - $2::bigint * interval '1 millisecond'",
-                      {schema_, std::to_string(tombstone_retention_.count())});
+    // retention. Never by the wall clock: a tombstone goes when the partition its delete was read
+    // from has applied a change committed `tombstone_retention` after the delete, so a projector
+    // stopped for a week forgets nothing. Only snapshot rows can arrive after a newer delete of
+    // their key, and no snapshot row is published more than snapshot_max_age after it was read.
+    const std::string retention = std::to_string(tombstone_retention_.count());
+    const std::vector<pg::Param> topics(topics_.begin(), topics_.end());
+    // Tombstones of an older version know neither topic nor commit time: they go when every
+    // partition of the mirror's topics has applied past their (later than commit) deletion time.
+    catalog_->execute(
+        session,
+        "DELETE FROM syncline.mirror_tombstones tb WHERE tb.mirror_schema = $1 AND CASE WHEN tb.topic IS NOT NULL "
+        "THEN tb.commit_ts < (SELECT o.last_commit_ts FROM syncline.offsets o WHERE o.consumer_group = $2 "
+        "AND o.topic = tb.topic AND o.partition = tb.kafka_partition) - $3::bigint * interval '1 millisecond' "
+        "ELSE tb.deleted_at < (SELECT min(o.last_commit_ts) FROM syncline.offsets o WHERE o.consumer_group = $2 "
+        "AND o.topic = ANY($4::text[])) - $3::bigint * interval '1 millisecond' END",
+        {schema_, consumer_group_, retention, mirror_sql::text_array_literal(topics)});
   } catch (const pg::PgError& error) {
     if (error.retriable()) throw;
     // Expired tombstones only cost space: a prune that cannot run must not stop the mirror.
@@ -538,7 +578,17 @@ void MirrorProjection::plan(std::span<const Event* const> events,
         throw Rejection(fmt::format("source.commit_lsn {} is not a WAL position",
                                     commit_lsn != nullptr ? commit_lsn->dump() : "(missing)"));
       }
-      change.lsn = lsn->to_string();
+      // Ordered by source version, so a new source epoch outranks the old one whatever its LSNs.
+      try {
+        change.lsn = Lsn(source_version_of(value)).to_string();
+      } catch (const EnvelopeError& error) {
+        throw Rejection(error.what());
+      }
+      change.topic = event->topic;
+      change.partition = event->partition;
+      if (const json* commit_ts = member(*source, "commit_ts"); commit_ts != nullptr && commit_ts->is_string()) {
+        change.commit_ts = commit_ts->get<std::string>();
+      }
       const json* seq = member(*source, "seq");
       if (seq == nullptr || !seq->is_number_integer() ||
           (!seq->is_number_unsigned() && seq->get<std::int64_t>() < 0) ||
@@ -638,14 +688,19 @@ void MirrorProjection::plan(std::span<const Event* const> events,
 void MirrorProjection::plan_change(const Change& change, TableBatch& batch, bool isolated, PlanSink& sink) {
   const MirrorTableShape* shape = batch.shape;
   if (change.op == Op::truncate) {
-    if (shape == nullptr) {
-      sink.skip(change.index);  // nothing was ever mirrored into it
-      return;
-    }
+    // Every copy (one per partition) applies: it raises the table's floor, removes the rows below
+    // its position and leaves the newer ones, which another partition may already have brought.
+    // See docs/PG_PROJECTOR.md for the argument per interleaving.
     flush(batch, sink);
-    sink.add(Statement{.sql = &truncate_sql(batch.table), .params = {}, .events = {change.index}});
-    sink.add(
-        Statement{.sql = &drop_tombstones_sql_, .params = {schema_, batch.table}, .events = {change.index}});
+    sink.add(Statement{.sql = &truncate_floor_sql_,
+                       .params = {schema_, batch.table, change.lsn, change.seq},
+                       .events = {change.index}});
+    sink.add(Statement{.sql = &drop_tombstones_sql_,
+                       .params = {schema_, batch.table, change.lsn, change.seq},
+                       .events = {change.index}});
+    if (shape != nullptr) {
+      sink.add(Statement{.sql = &truncate_sql(batch.table), .params = {change.lsn, change.seq}, .events = {change.index}});
+    }
     return;
   }
 
@@ -739,6 +794,11 @@ void MirrorProjection::plan_change(const Change& change, TableBatch& batch, bool
   group->lsns.emplace_back(change.lsn);
   group->seqs.emplace_back(change.seq);
   if (key != nullptr) group->keys.emplace_back(key_text);
+  if (kind == GroupKind::remove) {
+    group->topics.emplace_back(std::string(change.topic));
+    group->partitions.emplace_back(std::to_string(change.partition));
+    group->commit_times.emplace_back(change.commit_ts);
+  }
   group->events.push_back(change.index);
   if (isolated) emit(batch, single, sink);
 }
@@ -761,6 +821,11 @@ void MirrorProjection::emit(TableBatch& batch, Group& group, PlanSink& sink) {
   if (group.kind != GroupKind::append) {
     statement.params.emplace_back(mirror_sql::text_array_literal(group.keys));
   }
+  if (group.kind == GroupKind::remove) {
+    statement.params.emplace_back(mirror_sql::text_array_literal(group.topics));
+    statement.params.emplace_back(mirror_sql::text_array_literal(group.partitions));
+    statement.params.emplace_back(mirror_sql::text_array_literal(group.commit_times));
+  }
   statement.events = std::move(group.events);
   sink.add(std::move(statement));
 }
@@ -768,8 +833,10 @@ void MirrorProjection::emit(TableBatch& batch, Group& group, PlanSink& sink) {
 const std::string& MirrorProjection::truncate_sql(const std::string& table) {
   auto [it, added] = sql_cache_.try_emplace(std::string("t\x1f") + table);
   if (added) {
-    it->second =
-        "TRUNCATE " + mirror_sql::quote_identifier(schema_) + "." + mirror_sql::quote_identifier(table);
+    // Rows without a position were not written by the mirror: older than any truncate.
+    it->second = fmt::format("DELETE FROM {}.{} WHERE (({}, {}) < ($1::pg_lsn, $2::bigint)) IS NOT FALSE",
+                             mirror_sql::quote_identifier(schema_), mirror_sql::quote_identifier(table),
+                             mirror_sql::quote_identifier(kLsnColumn), mirror_sql::quote_identifier(kSeqColumn));
   }
   return it->second;
 }
@@ -806,10 +873,12 @@ const std::string& MirrorProjection::statement_sql(GroupKind kind, const std::st
   // column name can clash with the mirror's own.
   std::string arrays;
   std::string aliases;
-  const std::size_t arity = columns.size() + (keyed ? 3 : 2);
+  const bool remove = kind == GroupKind::remove;
+  const std::size_t arity = columns.size() + (keyed ? 3 : 2) + (remove ? 3 : 0);
   for (std::size_t i = 1; i <= arity; ++i) arrays += fmt::format("{}${}::text[]", i == 1 ? "" : ", ", i);
   for (std::size_t i = 1; i <= columns.size(); ++i) aliases += fmt::format("c{}, ", i);
   aliases += keyed ? "p_lsn, p_seq, p_key" : "p_lsn, p_seq";
+  if (remove) aliases += ", p_topic, p_part, p_ts";
   const std::string from = fmt::format("unnest({}) AS v({})", arrays, aliases);
   std::string casts;
   for (std::size_t i = 0; i < targets.size(); ++i) {
@@ -818,13 +887,20 @@ const std::string& MirrorProjection::statement_sql(GroupKind kind, const std::st
   casts += "v.p_lsn::pg_lsn, v.p_seq::bigint";
   const std::string tombstone_of_table = fmt::format("tb.mirror_schema = {} AND tb.table_name = {}",
                                                      quote_literal(schema_), quote_literal(table));
+  // Above the table's truncate floor (or no floor): a change at or below it is older than the
+  // newest truncate and must not come back. The subquery runs once per statement.
+  const std::string above_floor = fmt::format(
+      "((v.p_lsn::pg_lsn, v.p_seq::bigint) > (SELECT tf.commit_lsn, tf.seq FROM syncline.mirror_truncates tf "
+      "WHERE tf.mirror_schema = {} AND tf.table_name = {})) IS NOT FALSE",
+      quote_literal(schema_), quote_literal(table));
 
   std::string sql;
   switch (kind) {
     case GroupKind::append:
       sql =
-          fmt::format("INSERT INTO {} ({}{}{}, {}) SELECT {} FROM {} ON CONFLICT ({}, {}) DO NOTHING", target,
-                      join_quoted(columns), columns.empty() ? "" : ", ", lsn, seq, casts, from, lsn, seq);
+          fmt::format("INSERT INTO {} ({}{}{}, {}) SELECT {} FROM {} WHERE {} ON CONFLICT ({}, {}) DO NOTHING",
+                      target, join_quoted(columns), columns.empty() ? "" : ", ", lsn, seq, casts, from,
+                      above_floor, lsn, seq);
       break;
     case GroupKind::upsert: {
       // The conflict target is the key's columns; plan_change checked that a unique index has them.
@@ -838,13 +914,13 @@ const std::string& MirrorProjection::statement_sql(GroupKind kind, const std::st
           "INSERT INTO {0} AS cur ({1}, {2}, {3}) SELECT {4} FROM {5} "
           // A newer delete's tombstone keeps an older change from bringing the row back.
           "WHERE NOT EXISTS (SELECT 1 FROM syncline.mirror_tombstones tb WHERE {6} AND tb.key = v.p_key "
-          "AND (tb.commit_lsn, tb.seq) >= (v.p_lsn::pg_lsn, v.p_seq::bigint)) "
+          "AND (tb.commit_lsn, tb.seq) >= (v.p_lsn::pg_lsn, v.p_seq::bigint)) AND {9} "
           "ON CONFLICT ({8}) DO UPDATE SET {7} "
           // An older change never overwrites a newer one; a NULL position (a row the mirror did not
           // write) counts as older.
           "WHERE ((cur.{2}, cur.{3}) < (EXCLUDED.{2}, EXCLUDED.{3})) IS NOT FALSE",
           target, join_quoted(columns), lsn, seq, casts, from, tombstone_of_table, updates,
-          join_quoted(key_columns));
+          join_quoted(key_columns), above_floor);
       break;
     }
     case GroupKind::remove: {
@@ -857,13 +933,17 @@ const std::string& MirrorProjection::statement_sql(GroupKind kind, const std::st
           "WITH v AS (SELECT * FROM {0}), "
           "gone AS (DELETE FROM {1} AS cur USING v WHERE {2}"
           "((cur.{3}, cur.{4}) < (v.p_lsn::pg_lsn, v.p_seq::bigint)) IS NOT FALSE) "
-          // The tombstone keeps the newest delete's position.
-          "INSERT INTO syncline.mirror_tombstones AS tb (mirror_schema, table_name, key, commit_lsn, seq) "
-          "SELECT {5}, {6}, v.p_key, v.p_lsn::pg_lsn, v.p_seq::bigint FROM v "
+          // The tombstone keeps the newest delete's position (none below the truncate floor, which
+          // keeps older changes out already).
+          "INSERT INTO syncline.mirror_tombstones AS tb "
+          "(mirror_schema, table_name, key, commit_lsn, seq, topic, kafka_partition, commit_ts) "
+          "SELECT {5}, {6}, v.p_key, v.p_lsn::pg_lsn, v.p_seq::bigint, v.p_topic, v.p_part::integer, "
+          "coalesce(v.p_ts::timestamptz, now()) FROM v WHERE {7} "
           "ON CONFLICT (mirror_schema, table_name, key) DO UPDATE "
-          "SET commit_lsn = EXCLUDED.commit_lsn, seq = EXCLUDED.seq, deleted_at = EXCLUDED.deleted_at "
+          "SET commit_lsn = EXCLUDED.commit_lsn, seq = EXCLUDED.seq, deleted_at = EXCLUDED.deleted_at, "
+          "topic = EXCLUDED.topic, kafka_partition = EXCLUDED.kafka_partition, commit_ts = EXCLUDED.commit_ts "
           "WHERE (tb.commit_lsn, tb.seq) < (EXCLUDED.commit_lsn, EXCLUDED.seq)",
-          from, target, matches, lsn, seq, quote_literal(schema_), quote_literal(table));
+          from, target, matches, lsn, seq, quote_literal(schema_), quote_literal(table), above_floor);
       break;
     }
   }
@@ -871,3 +951,30 @@ const std::string& MirrorProjection::statement_sql(GroupKind kind, const std::st
 }
 
 }  // namespace syncline::pg_projector
+
+namespace syncline::pg_projector::mirror_state {
+
+namespace {
+
+// The bookkeeping tables that exist (a mirror that never ran set-up has none).
+std::vector<std::string> state_tables(pg::PgConnection& connection) {
+  std::vector<std::string> tables;
+  for (const char* name : {"syncline.mirror_tombstones", "syncline.mirror_truncates"}) {
+    if (!connection.exec("SELECT to_regclass($1)", {std::string(name)}).is_null(0, 0)) tables.emplace_back(name);
+  }
+  return tables;
+}
+
+}  // namespace
+
+void forget(pg::PgConnection& connection, const std::string& schema) {
+  for (const auto& table : state_tables(connection))
+    connection.exec("DELETE FROM " + table + " WHERE mirror_schema = $1", {schema});
+}
+
+void move(pg::PgConnection& connection, const std::string& from, const std::string& to) {
+  for (const auto& table : state_tables(connection))
+    connection.exec("UPDATE " + table + " SET mirror_schema = $2 WHERE mirror_schema = $1", {from, to});
+}
+
+}  // namespace syncline::pg_projector::mirror_state

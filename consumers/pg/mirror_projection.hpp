@@ -97,8 +97,10 @@ class MirrorProjection final : public Projection {
   using Clock = std::function<std::chrono::steady_clock::time_point()>;
 
   // Throws std::invalid_argument when two configured tables would share a mirror table (same
-  // table name in different schemas). `catalog` null: the session's real catalog.
-  MirrorProjection(const MirrorConfig& config, const std::string& topic_prefix,
+  // table name in different schemas). `consumer_group`: the group whose applied positions
+  // (syncline.offsets) say when a tombstone may be forgotten. `catalog` null: the session's real
+  // catalog.
+  MirrorProjection(const MirrorConfig& config, const std::string& topic_prefix, std::string consumer_group = {},
                    std::unique_ptr<MirrorCatalog> catalog = nullptr,
                    Clock clock = std::chrono::steady_clock::now);
   ~MirrorProjection() override;
@@ -137,6 +139,7 @@ class MirrorProjection final : public Projection {
   std::string name_ = "mirror";
   std::string schema_;  // the mirror schema
   std::chrono::milliseconds tombstone_retention_;
+  std::string consumer_group_;
   std::vector<std::string> topics_;
   std::set<std::string, std::less<>> topic_set_;
   // (source schema, source table) -> mirror table name.
@@ -151,6 +154,18 @@ class MirrorProjection final : public Projection {
   // into it for the projection's lifetime (unordered_map nodes do not move on rehash).
   std::unordered_map<std::string, std::string> sql_cache_;
   const std::string drop_tombstones_sql_;
+  const std::string truncate_floor_sql_;
 };
+
+// The mirror's bookkeeping outside its schema (tombstones and truncate floors in schema
+// syncline), for tools that move or drop a mirror schema (syncline-ctl resync replay). Each runs
+// on `connection` inside the caller's transaction, if one is open; tables not created yet are
+// skipped.
+namespace mirror_state {
+// Forgets everything kept for mirror schema `schema`.
+void forget(pg::PgConnection& connection, const std::string& schema);
+// What was kept for `from` is now `to`'s (after ALTER SCHEMA from RENAME TO to).
+void move(pg::PgConnection& connection, const std::string& from, const std::string& to);
+}  // namespace mirror_state
 
 }  // namespace syncline::pg_projector

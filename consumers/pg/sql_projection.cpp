@@ -14,6 +14,7 @@
 #include <system_error>
 #include <utility>
 
+#include "common/envelope.hpp"
 #include "common/json_path.hpp"
 #include "common/pg_types.hpp"
 
@@ -667,6 +668,10 @@ void SqlProjection::plan(std::span<const Event* const> events,
       // The service promises a parsed value; never drop an event silently if it does not.
       sink.reject(event->index,
                   "projection " + config_.name + ", type " + found->first + ": no parsed envelope");
+      continue;
+    }
+    if (is_extra_truncate_copy(*event->value, event->partition)) {
+      sink.skip(event->index);  // a truncate applies once: its copy on partition 0
       continue;
     }
     // An event applies all or nothing: bind every statement before adding any.

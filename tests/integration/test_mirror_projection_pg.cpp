@@ -21,6 +21,7 @@
 #include "common/config.hpp"
 #include "common/pg.hpp"
 #include "consumers/pg/mirror_projection.hpp"
+#include "consumers/pg/offset_store.hpp"
 #include "tests/support/stack_env.hpp"
 
 namespace syncline::pg_projector {
@@ -64,26 +65,29 @@ class Batch {
   Batch& change(const std::string& table, char op, std::optional<std::string> key, json after,
                 const std::string& position, json before = nullptr, json unchanged_toast = json::array()) {
     const auto colon = position.find(':');
+    json source = {{"db", "write"},
+                   {"schema", "public"},
+                   {"table", table},
+                   {"commit_lsn", position.substr(0, colon)},
+                   {"commit_ts", commit_ts_},
+                   {"seq", std::stoull(position.substr(colon + 1))},
+                   {"snapshot", op == 'r'},
+                   {"unchanged_toast", std::move(unchanged_toast)}};
+    if (epoch_ != 0) source["epoch"] = epoch_;
     values_.push_back(json{
         {"id", position},
         {"type", "public." + table + "." + std::string(1, op)},
         {"op", std::string(1, op)},
         {"before", std::move(before)},
         {"after", std::move(after)},
-        {"source",
-         {{"db", "write"},
-          {"schema", "public"},
-          {"table", table},
-          {"commit_lsn", position.substr(0, colon)},
-          {"seq", std::stoull(position.substr(colon + 1))},
-          {"snapshot", op == 'r'},
-          {"unchanged_toast", std::move(unchanged_toast)}}},
+        {"source", std::move(source)},
     });
     keys_.push_back(std::move(key));
     topics_.push_back("syncline.public." + table);
     Event event;
     event.index = events_.size();
     event.topic = topics_.back();
+    event.partition = partition_;
     if (keys_.back()) event.key = std::string_view(*keys_.back());
     event.value = &values_.back();
     events_.push_back(event);
@@ -91,6 +95,20 @@ class Batch {
   }
   Batch& truncate(const std::string& table, const std::string& position) {
     return change(table, 't', "{}", nullptr, position);
+  }
+  // What the following changes carry: the Kafka partition they were read from, the source epoch
+  // and the write database's commit time.
+  Batch& partition(std::int32_t partition) {
+    partition_ = partition;
+    return *this;
+  }
+  Batch& epoch(int epoch) {
+    epoch_ = epoch;
+    return *this;
+  }
+  Batch& committed_at(std::string commit_ts) {
+    commit_ts_ = std::move(commit_ts);
+    return *this;
   }
 
   std::vector<const Event*> events() const {
@@ -104,6 +122,9 @@ class Batch {
   std::deque<std::string> topics_;
   std::deque<std::optional<std::string>> keys_;
   std::deque<Event> events_;
+  std::int32_t partition_ = 0;
+  int epoch_ = 0;
+  std::string commit_ts_ = "2026-01-01T00:00:00Z";
 };
 
 std::string id_key(int id) { return R"({"id":)" + std::to_string(id) + "}"; }
@@ -148,6 +169,9 @@ class MirrorProjectionPg : public ::testing::Test {
     session_->connection().exec("DROP SCHEMA IF EXISTS " + mirror_sql::quote_identifier(schema_) +
                                 " CASCADE");
     session_->connection().exec("DELETE FROM syncline.mirror_tombstones WHERE mirror_schema = $1", {schema_});
+    if (!session_->connection().exec("SELECT to_regclass('syncline.mirror_truncates')").is_null(0, 0)) {
+      session_->connection().exec("DELETE FROM syncline.mirror_truncates WHERE mirror_schema = $1", {schema_});
+    }
   }
 
   RecordingSink apply(const Batch& batch, const std::unordered_set<std::size_t>& isolated = {}) {
@@ -163,6 +187,19 @@ class MirrorProjectionPg : public ::testing::Test {
         query("SELECT coalesce(string_agg(id || '=' || coalesce(name, '-'), ';' ORDER BY id), '') FROM " +
               table("users"))
             .value(0, 0));
+  }
+  // The keyless log table's lines, in position order.
+  std::string log_lines() {
+    return std::string(
+        query("SELECT coalesce(string_agg(line, ',' ORDER BY _syncline_lsn, _syncline_seq), '') FROM " +
+              table("log"))
+            .value(0, 0));
+  }
+  std::string tombstones() {
+    return std::string(query("SELECT coalesce(string_agg(key || '@' || commit_lsn::text || ':' || seq, ';' ORDER BY "
+                             "key), '') FROM syncline.mirror_tombstones WHERE mirror_schema = '" +
+                             schema_ + "'")
+                           .value(0, 0));
   }
   std::string column_type(const std::string& table_name, const std::string& column) {
     return std::string(
@@ -388,6 +425,151 @@ TEST_F(MirrorProjectionPg, AKeylessTableIsAppendOnlyAndAReplayAddsNoDuplicates) 
   EXPECT_EQ(query("SELECT string_agg(line, ',' ORDER BY _syncline_lsn, _syncline_seq) FROM " + table("log"))
                 .value(0, 0),
             "one,one,two");
+}
+
+// Issue 14, point 2: a truncate comes as one copy per partition; rows committed after it that were
+// consumed from another partition before this partition's copy must survive it.
+TEST_F(MirrorProjectionPg, ATruncateCopyKeepsTheRowsCommittedAfterItWhateverThePartitionOrder) {
+  // Partition 1 is consumed first: a row before the truncate, its copy, a row after it.
+  Batch one;
+  one.partition(1)
+      .change("log", 'c', std::nullopt, {{"line", "before"}, {"level", 1}}, "0/100:1")
+      .truncate("log", "0/200:1")
+      .change("log", 'c', std::nullopt, {{"line", "after-p1"}, {"level", 1}}, "0/200:2");
+  apply(one);
+  // Then partition 0: its copy of the same truncate and a later row.
+  Batch zero;
+  zero.partition(0)
+      .truncate("log", "0/200:1")
+      .change("log", 'c', std::nullopt, {{"line", "after-p0"}, {"level", 1}}, "0/300:1");
+  apply(zero);
+  EXPECT_EQ(log_lines(), "after-p1,after-p0");
+}
+
+TEST_F(MirrorProjectionPg, ARowCommittedBeforeATruncateButConsumedAfterItDoesNotComeBack) {
+  Batch zero;
+  zero.partition(0)
+      .truncate("users", "0/200:1")
+      .change("users", 'c', id_key(2), {{"id", 2}, {"name", "after"}}, "0/200:2");
+  apply(zero);
+  Batch one;
+  one.partition(1)
+      .change("users", 'c', id_key(1), {{"id", 1}, {"name", "before"}}, "0/100:1")
+      .truncate("users", "0/200:1")
+      .change("users", 'c', id_key(3), {{"id", 3}, {"name", "later"}}, "0/300:1");
+  apply(one);
+  EXPECT_EQ(users(), "2=after;3=later");
+  // A snapshot row older than the truncate (a resync snapshot published after it) stays out, also
+  // for a projector started anew: the floor is kept in the read database.
+  projection_ = std::make_unique<MirrorProjection>(mirror_config(schema_), "syncline");
+  projection_->setup(*session_);
+  Batch stale;
+  stale.partition(1).change("users", 'r', id_key(1), {{"id", 1}, {"name", "snapshot"}}, "0/150:1");
+  apply(stale);
+  EXPECT_EQ(users(), "2=after;3=later");
+}
+
+TEST_F(MirrorProjectionPg, ATruncateKeepsTheTombstonesOfDeletesAfterIt) {
+  Batch rows;
+  rows.change("users", 'c', id_key(1), {{"id", 1}, {"name", "ann"}}, "0/100:1");
+  apply(rows);
+  // A delete after the truncate, read from partition 1 before partition 0's copy.
+  Batch one;
+  one.partition(1).truncate("users", "0/200:1").change("users", 'd', id_key(1), nullptr, "0/250:1", {{"id", 1}});
+  apply(one);
+  Batch zero;
+  zero.partition(0).truncate("users", "0/200:1");
+  apply(zero);
+  EXPECT_EQ(tombstones(), R"({"id":1}@0/250:1)");
+  // A snapshot row read between the truncate and the delete stays deleted.
+  Batch stale;
+  stale.partition(1).change("users", 'r', id_key(1), {{"id", 1}, {"name", "snapshot"}}, "0/240:1");
+  apply(stale);
+  EXPECT_EQ(users(), "");
+}
+
+TEST_F(MirrorProjectionPg, ATruncateTouchesOnlyItsOwnTable) {
+  Batch rows;
+  rows.change("users", 'c', id_key(1), {{"id", 1}, {"name", "ann"}}, "0/100:1")
+      .change("accounts", 'c', id_key(1), {{"id", 1}, {"name", "acc"}}, "0/100:2")
+      .change("accounts", 'd', id_key(2), nullptr, "0/100:3", {{"id", 2}});
+  apply(rows);
+  Batch truncate;
+  truncate.truncate("users", "0/200:1");
+  apply(truncate);
+  EXPECT_EQ(users(), "");
+  EXPECT_EQ(query("SELECT count(*) FROM " + table("accounts")).value(0, 0), "1");
+  EXPECT_EQ(tombstones(), R"({"id":2}@0/100:3)");
+}
+
+// A truncate the mirror sees before the table exists still keeps older rows out.
+TEST_F(MirrorProjectionPg, ATruncateBeforeTheTableExistsStillKeepsOlderRowsOut) {
+  Batch truncate;
+  truncate.truncate("log", "0/200:1");
+  apply(truncate);
+  Batch stale;
+  stale.partition(2)
+      .change("log", 'c', std::nullopt, {{"line", "before"}, {"level", 1}}, "0/100:1")
+      .change("log", 'c', std::nullopt, {{"line", "after"}, {"level", 1}}, "0/200:2");
+  apply(stale);
+  EXPECT_EQ(log_lines(), "after");
+}
+
+// Source epochs (syncline-ctl resync source --new-source): a new epoch's changes outrank the old
+// epoch's, whatever their commit LSNs.
+TEST_F(MirrorProjectionPg, ANewSourceEpochOutranksHigherLsnsOfTheOldOne) {
+  Batch old_source;
+  old_source.change("users", 'c', id_key(1), {{"id", 1}, {"name", "old"}}, "5/0:1")
+      .change("users", 'd', id_key(2), nullptr, "5/0:2", {{"id", 2}});
+  apply(old_source);
+  Batch new_source;
+  new_source.epoch(1)
+      .truncate("users", "0/100:0")
+      .change("users", 'r', id_key(1), {{"id", 1}, {"name", "new"}}, "0/100:1")
+      .change("users", 'r', id_key(2), {{"id", 2}, {"name", "back"}}, "0/100:2");
+  apply(new_source);
+  EXPECT_EQ(users(), "1=new;2=back");
+  Batch late_old;
+  late_old.change("users", 'u', id_key(1), {{"id", 1}, {"name", "late old"}}, "6/0:1");
+  apply(late_old);
+  EXPECT_EQ(users(), "1=new;2=back");
+}
+
+// Issue 14, point 7: a tombstone is forgotten only when its partition's applied source time is
+// past the delete's commit time by the retention, never by the wall clock.
+TEST_F(MirrorProjectionPg, TombstonesArePrunedBySourceTimeNotByWallClock) {
+  pg_projector::OffsetStore::ensure_schema(session_->connection());
+  const std::string group = test::unique_name("prune");
+  MirrorConfig config = mirror_config(schema_);
+  config.tombstone_retention = std::chrono::milliseconds(1);
+  projection_ = std::make_unique<MirrorProjection>(config, "syncline", group);
+  projection_->setup(*session_);
+  Batch remove;
+  remove.partition(3).committed_at("2026-01-01T00:00:00Z").change("users", 'd', id_key(1), nullptr, "0/300:1",
+                                                                   {{"id", 1}});
+  apply(remove);
+  // Long after, by the wall clock, with the partition never applied further: kept.
+  projection_->setup(*session_);  // prunes
+  EXPECT_EQ(tombstones(), R"({"id":1}@0/300:1)");
+  Batch stale;
+  stale.partition(3).change("users", 'r', id_key(1), {{"id", 1}, {"name", "snapshot"}}, "0/200:1");
+  apply(stale);
+  EXPECT_EQ(users(), "");
+  // Another group's progress on that partition does not count.
+  session_->connection().exec(
+      "INSERT INTO syncline.offsets (consumer_group, topic, partition, next_offset, last_commit_ts) "
+      "VALUES ($1, 'syncline.public.users', 3, 10, '2026-02-01T00:00:00Z')",
+      {group + "-other"});
+  projection_->setup(*session_);
+  EXPECT_EQ(tombstones(), R"({"id":1}@0/300:1)");
+  // This group's partition applied a change committed after the retention: forgotten.
+  session_->connection().exec(
+      "INSERT INTO syncline.offsets (consumer_group, topic, partition, next_offset, last_commit_ts) "
+      "VALUES ($1, 'syncline.public.users', 3, 10, '2026-01-01T00:00:01Z')",
+      {group});
+  projection_->setup(*session_);
+  EXPECT_EQ(tombstones(), "");
+  session_->connection().exec("DELETE FROM syncline.offsets WHERE consumer_group IN ($1, $1 || '-other')", {group});
 }
 
 TEST_F(MirrorProjectionPg, TheSameKeyChangedSeveralTimesInOneBatchEndsInItsLastState) {

@@ -167,6 +167,16 @@ TEST(Config, an_unknown_key_is_an_error_naming_the_key_and_its_line) {
   EXPECT_THAT(error, HasSubstr("bootstrap_servers"));
 }
 
+TEST(Config, a_delete_horizon_shorter_than_the_snapshot_age_is_an_error_naming_both_keys) {
+  const auto pg = load_error(
+      "kafka: {bootstrap_servers: k:9092}\nproducer:\n  snapshot_max_age_ms: 600000\npg_projector:\n  mirror:\n"
+      "    tables: [public.users]\n    tombstone_retention_ms: 60000\n");
+  EXPECT_THAT(pg, HasSubstr("pg_projector.mirror.tombstone_retention_ms (60000) is below "
+                            "producer.snapshot_max_age_ms (600000)"));
+  const auto es = load_error("kafka: {bootstrap_servers: k:9092}\nes_projector:\n  delete_retention_ms: 300000\n");
+  EXPECT_THAT(es, HasSubstr("es_projector.delete_retention_ms (300000) is below producer.snapshot_max_age_ms (600000)"));
+}
+
 TEST(Config, an_unknown_section_is_an_error_too) {
   const auto error = load_error("kafka: {bootstrap_servers: k:9092}\n\nproducr:\n  http: {port: 1}\n");
   EXPECT_THAT(error, HasSubstr("test.yaml:3: producr: unknown key"));

@@ -162,7 +162,7 @@ class MirrorPlanTest : public ::testing::Test {
     catalog_->tables["users"] = users_shape();
     catalog_->tables["log"] = keyless_shape();
     projection_ =
-        std::make_unique<MirrorProjection>(config_, "sync", std::move(catalog), [this] { return now_; });
+        std::make_unique<MirrorProjection>(config_, "sync", "group", std::move(catalog), [this] { return now_; });
   }
 
   RecordingSink plan(const Batch& batch, const std::unordered_set<std::size_t>& isolated = {}) {
@@ -261,7 +261,7 @@ TEST(MirrorSql, ColumnTextWritesValuesAsTheColumnTypeReadsThem) {
 TEST(MirrorProjectionTopics, WantsTheRowChangeTopicsOfItsTablesOnly) {
   MirrorConfig config;
   config.tables = {TableName{"public", "users"}, TableName{"sales", "order items"}};
-  const MirrorProjection projection(config, "syncline", std::make_unique<FakeCatalog>());
+  const MirrorProjection projection(config, "syncline", "group", std::make_unique<FakeCatalog>());
   EXPECT_EQ(projection.name(), "mirror");
   EXPECT_THAT(projection.topics(), ElementsAre("syncline.public.users", "syncline.sales.order_items"));
   EXPECT_TRUE(projection.wants("syncline.public.users", "public.users.u"));
@@ -273,7 +273,7 @@ TEST(MirrorProjectionTopics, WantsTheRowChangeTopicsOfItsTablesOnly) {
 TEST(MirrorProjectionTopics, RefusesTwoSourceTablesForOneMirrorTable) {
   MirrorConfig config;
   config.tables = {TableName{"public", "users"}, TableName{"audit", "users"}};
-  EXPECT_THROW(MirrorProjection(config, "syncline", std::make_unique<FakeCatalog>()), std::invalid_argument);
+  EXPECT_THROW(MirrorProjection(config, "syncline", "group", std::make_unique<FakeCatalog>()), std::invalid_argument);
 }
 
 // --- plan() ----------------------------------------------------------------------------------
@@ -325,8 +325,9 @@ TEST_F(MirrorPlanTest, ARepeatedKeyEmitsWhatIsPendingFirstSoChangesApplyInOrder)
   // the delete {5}; then the last insert {6}.
   EXPECT_THAT(covered(sink), ElementsAre(ElementsAre(0, 1), ElementsAre(2, 4), ElementsAre(3), ElementsAre(5),
                                          ElementsAre(6)));
-  EXPECT_THAT(*sink.statements[2].sql, StartsWith("WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], "
-                                                  "$3::text[], $4::text[]) AS v(c1, p_lsn, p_seq, p_key))"));
+  EXPECT_THAT(*sink.statements[2].sql,
+              StartsWith("WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
+                         "$5::text[], $6::text[], $7::text[]) AS v(c1, p_lsn, p_seq, p_key, p_topic, p_part, p_ts))"));
   EXPECT_THAT(*sink.statements[2].sql, HasSubstr(R"(DELETE FROM "read"."users" AS cur USING v WHERE )"
                                                  R"(cur."id" = CAST(v.c1 AS bigint))"));
   EXPECT_THAT(sink.statements[2].params[0], pg::Param(R"({"2"})"));
@@ -404,8 +405,11 @@ TEST_F(MirrorPlanTest, ADeleteWithoutKafkaKeyTakesTheKeyFromBefore) {
   const auto sink = plan(batch);
   EXPECT_THAT(sink.rejected, IsEmpty());
   ASSERT_EQ(sink.statements.size(), 1u);
-  EXPECT_THAT(sink.statements[0].params, ElementsAre(pg::Param(R"({"7"})"), pg::Param(R"({"0/100"})"),
-                                                     pg::Param(R"({"1"})"), pg::Param(R"({"{\"id\":7}"})")));
+  // Where the delete was read and when it was committed: its tombstone's horizon.
+  EXPECT_THAT(sink.statements[0].params,
+              ElementsAre(pg::Param(R"({"7"})"), pg::Param(R"({"0/100"})"), pg::Param(R"({"1"})"),
+                          pg::Param(R"({"{\"id\":7}"})"), pg::Param(R"({"sync.public.users"})"),
+                          pg::Param(R"({"0"})"), pg::Param("{NULL}")));
 }
 
 TEST_F(MirrorPlanTest, KeylessTablesAreAppendOnly) {
@@ -423,7 +427,9 @@ TEST_F(MirrorPlanTest, KeylessTablesAreAppendOnly) {
       *sink.statements[0].sql,
       R"(INSERT INTO "read"."log" ("line", "_syncline_lsn", "_syncline_seq") SELECT CAST(v.c1 AS text), )"
       R"(v.p_lsn::pg_lsn, v.p_seq::bigint FROM unnest($1::text[], $2::text[], $3::text[]) AS )"
-      R"(v(c1, p_lsn, p_seq) ON CONFLICT ("_syncline_lsn", "_syncline_seq") DO NOTHING)");
+      R"(v(c1, p_lsn, p_seq) WHERE ((v.p_lsn::pg_lsn, v.p_seq::bigint) > (SELECT tf.commit_lsn, tf.seq FROM )"
+      R"(syncline.mirror_truncates tf WHERE tf.mirror_schema = 'read' AND tf.table_name = 'log')) IS NOT FALSE )"
+      R"(ON CONFLICT ("_syncline_lsn", "_syncline_seq") DO NOTHING)");
   EXPECT_THAT(sink.statements[0].params,
               ElementsAre(pg::Param(R"({"one","three"})"), pg::Param(R"({"0/100","0/100"})"),
                           pg::Param(R"({"1","4"})")));
@@ -441,11 +447,19 @@ TEST_F(MirrorPlanTest, TruncateRunsAfterWhatIsPendingForItsTable) {
              "{}")
       .change("users", 'c', R"({"id":1})", {{"id", 1}, {"name", "a"}, {"bio", "b"}});
   const auto sink = plan(batch);
-  EXPECT_THAT(covered(sink),
-              ElementsAre(ElementsAre(0), ElementsAre(2), ElementsAre(2), ElementsAre(3), ElementsAre(1)));
-  EXPECT_EQ(*sink.statements[1].sql, R"(TRUNCATE "read"."users")");
+  EXPECT_THAT(covered(sink), ElementsAre(ElementsAre(0), ElementsAre(2), ElementsAre(2), ElementsAre(2),
+                                         ElementsAre(3), ElementsAre(1)));
+  // The floor rises, the tombstones and rows below the truncate go; newer ones stay.
+  EXPECT_THAT(*sink.statements[1].sql, StartsWith("INSERT INTO syncline.mirror_truncates"));
+  EXPECT_THAT(sink.statements[1].params,
+              ElementsAre(pg::Param("read"), pg::Param("users"), pg::Param("0/200"), pg::Param("1")));
   EXPECT_THAT(*sink.statements[2].sql, StartsWith("DELETE FROM syncline.mirror_tombstones"));
-  EXPECT_THAT(sink.statements[2].params, ElementsAre(pg::Param("read"), pg::Param("users")));
+  EXPECT_THAT(sink.statements[2].params,
+              ElementsAre(pg::Param("read"), pg::Param("users"), pg::Param("0/200"), pg::Param("1")));
+  EXPECT_EQ(*sink.statements[3].sql,
+            R"(DELETE FROM "read"."users" WHERE (("_syncline_lsn", "_syncline_seq") < ($1::pg_lsn, $2::bigint)) )"
+            R"(IS NOT FALSE)");
+  EXPECT_THAT(sink.statements[3].params, ElementsAre(pg::Param("0/200"), pg::Param("1")));
 }
 
 TEST_F(MirrorPlanTest, CreatesAnAbsentTableFromTheEventsColumnsAndKey) {
@@ -456,7 +470,7 @@ TEST_F(MirrorPlanTest, CreatesAnAbsentTableFromTheEventsColumnsAndKey) {
     if (sql.find(R"("read"."accounts")") != std::string::npos) fake.tables["accounts"] = users_shape();
     if (sql.find(R"("read"."events")") != std::string::npos) fake.tables["events"] = keyless_shape();
   };
-  MirrorProjection projection(config_, "sync", std::move(catalog));
+  MirrorProjection projection(config_, "sync", "group", std::move(catalog));
   Batch batch;
   batch
       .change("accounts", 'c', R"({"id":1})",
@@ -469,7 +483,7 @@ TEST_F(MirrorPlanTest, CreatesAnAbsentTableFromTheEventsColumnsAndKey) {
   EXPECT_THAT(
       fake.executed,
       ElementsAre(
-          StartsWith("DELETE FROM syncline.mirror_tombstones"),
+          StartsWith("DELETE FROM syncline.mirror_tombstones"),  // the hourly prune
           R"(CREATE TABLE IF NOT EXISTS "read"."accounts" ("active" boolean, "id" bigint, )"
           R"("note" bigint, "score" double precision, "tags" jsonb, "_syncline_lsn" pg_lsn NOT NULL, )"
           R"("_syncline_seq" bigint NOT NULL, PRIMARY KEY ("id")))",
@@ -547,6 +561,8 @@ TEST_F(MirrorPlanTest, SetupCreatesTheSchemasAndTombstoneTableAndPrunes) {
   EXPECT_THAT(catalog_->executed,
               ElementsAre(R"(CREATE SCHEMA IF NOT EXISTS "read")", "CREATE SCHEMA IF NOT EXISTS syncline",
                           StartsWith("CREATE TABLE IF NOT EXISTS syncline.mirror_tombstones ("),
+                          StartsWith("ALTER TABLE syncline.mirror_tombstones ADD COLUMN IF NOT EXISTS topic"),
+                          StartsWith("CREATE TABLE IF NOT EXISTS syncline.mirror_truncates ("),
                           StartsWith("DELETE FROM syncline.mirror_tombstones")));
   Batch batch;
   batch.change("users", 'c', R"({"id":1})", {{"id", 1}});

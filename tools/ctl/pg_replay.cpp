@@ -90,15 +90,10 @@ bool schema_exists(pg::PgConnection& connection, const std::string& schema) {
   return connection.exec("SELECT 1 FROM pg_namespace WHERE nspname = $1", {schema}).rows() == 1;
 }
 
-bool tombstones_exist(pg::PgConnection& connection) {
-  return !connection.exec("SELECT to_regclass('syncline.mirror_tombstones')").is_null(0, 0);
-}
-
 void drop_schema(pg::PgConnection& connection, const std::string& schema) {
   pg::Transaction transaction(connection);
   transaction.exec("DROP SCHEMA IF EXISTS " + quote_identifier(schema) + " CASCADE");
-  if (tombstones_exist(connection))
-    transaction.exec("DELETE FROM syncline.mirror_tombstones WHERE mirror_schema = $1", {schema});
+  pg_projector::mirror_state::forget(connection, schema);
   transaction.commit();
 }
 
@@ -271,8 +266,7 @@ void PgReplay::prepare() {
     // transaction); rows without a shadow describe tables that are gone. Either way: start over.
     if (shadow_exists) drop_schema(control_, target_.shadow);
     control_.exec("DELETE FROM syncline.offsets WHERE consumer_group = $1", {target_.replay_group});
-    if (tombstones_exist(control_))
-      control_.exec("DELETE FROM syncline.mirror_tombstones WHERE mirror_schema = $1", {target_.shadow});
+    pg_projector::mirror_state::forget(control_, target_.shadow);
     create_shadow();
   }
   connect_session();
@@ -679,13 +673,10 @@ bool PgReplay::try_swap() {
       connection.exec("ALTER SCHEMA " + quote_identifier(live) + " RENAME TO " + quote_identifier(*retired));
     }
     connection.exec("ALTER SCHEMA " + quote_identifier(target_.shadow) + " RENAME TO " + quote_identifier(live));
-    if (info_.kind == ProjectionKind::pg_mirror && tombstones_exist(connection)) {
-      if (retired) {
-        connection.exec("UPDATE syncline.mirror_tombstones SET mirror_schema = $2 WHERE mirror_schema = $1",
-                        {live, *retired});
-      }
-      connection.exec("UPDATE syncline.mirror_tombstones SET mirror_schema = $2 WHERE mirror_schema = $1",
-                      {target_.shadow, live});
+    if (info_.kind == ProjectionKind::pg_mirror) {
+      // Tombstones and truncate floors follow their tables.
+      if (retired) pg_projector::mirror_state::move(connection, live, *retired);
+      pg_projector::mirror_state::move(connection, target_.shadow, live);
     }
     connection.exec("DELETE FROM syncline.offsets WHERE consumer_group = $1", {target_.replay_group});
     connection.exec("COMMIT");
@@ -773,7 +764,8 @@ ReplayResult PgReplay::run() {
   if (info_.kind == ProjectionKind::pg_mirror) {
     MirrorConfig mirror = *config_.pg_projector.mirror;
     mirror.schema = target_.shadow;
-    projection_ = std::make_unique<pg_projector::MirrorProjection>(mirror, config_.kafka.topic_prefix);
+    projection_ = std::make_unique<pg_projector::MirrorProjection>(mirror, config_.kafka.topic_prefix,
+                                                                   target_.replay_group);
   } else {
     SqlProjectionConfig sql = *sql_config(config_, info_.name);
     sql.schema = target_.shadow;
