@@ -9,6 +9,7 @@
 
 #include "common/consumer_batch.hpp"
 #include "common/envelope.hpp"
+#include "common/failpoint.hpp"
 #include "common/iso_time.hpp"
 #include "common/logging.hpp"
 #include "common/shutdown.hpp"
@@ -170,6 +171,7 @@ void EsProjectorService::apply() {
   skipped_.inc(static_cast<double>(plan.skipped.size()));
   stale_.inc(static_cast<double>(plan.stale.size()));
   execute(plan);
+  failpoint::hit("es-projector.after_bulk");  // the engine has the batch, the offsets are not committed
   // Dead letters are durable before the offsets that pass them are committed.
   dead_letters_->flush(30s);
   commit_offsets();

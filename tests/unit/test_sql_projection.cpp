@@ -106,7 +106,9 @@ json envelope(const std::string& type, json payload) {
 }
 
 // Plans `values` (event i has index i and the value's "type") as one batch.
-RecordingSink plan_batch(SqlProjection& projection, Session& session, const std::vector<json>& values) {
+// `partitions[i]`, when given, is event i's Kafka partition (else 0).
+RecordingSink plan_batch(SqlProjection& projection, Session& session, const std::vector<json>& values,
+                         const std::vector<std::int32_t>& partitions = {}) {
   std::vector<std::string> types;
   types.reserve(values.size());
   for (const auto& value : values) types.push_back(value.at("type").get<std::string>());
@@ -116,6 +118,7 @@ RecordingSink plan_batch(SqlProjection& projection, Session& session, const std:
     events[i].index = i;
     events[i].topic = kTopic;
     events[i].offset = static_cast<std::int64_t>(100 + i);
+    if (i < partitions.size()) events[i].partition = partitions[i];
     events[i].type = types[i];
     events[i].value = &values[i];
     pointers.push_back(&events[i]);
@@ -330,6 +333,20 @@ TEST(SqlProjectionRouting, wants_only_its_topics_and_the_types_it_has_handlers_f
   EXPECT_FALSE(projection.wants(kTopic, "MessageDeleted"));
   EXPECT_FALSE(projection.wants(kTopic, ""));
   EXPECT_FALSE(projection.wants("app.events.other", "MessageSent"));
+}
+
+TEST(SqlProjectionRouting, a_truncate_applies_once_from_its_copy_on_partition_zero) {
+  SqlProjection projection(projection_config({{{"public.items.truncated"}, {"DELETE FROM counts WHERE k = :op"}}}));
+  FakeSession session;
+  session.types["DELETE FROM counts WHERE k = $1"] = {oid::kText};
+  projection.setup(session);
+  json truncate = envelope("public.items.truncated", nullptr);
+  truncate["op"] = "t";
+  // The producer publishes one copy per partition of the table's topic.
+  const auto sink = plan_batch(projection, session, {truncate, truncate, truncate}, {2, 0, 1});
+  ASSERT_EQ(sink.added.size(), 1U);
+  EXPECT_THAT(sink.added.at(0).events, ElementsAre(1));
+  EXPECT_THAT(sink.skipped, ElementsAre(0, 2));
 }
 
 TEST(SqlProjectionRouting, a_compile_error_names_the_projection_the_handler_types_and_the_statement) {

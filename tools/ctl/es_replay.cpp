@@ -22,6 +22,7 @@
 #include "common/backoff.hpp"
 #include "common/dead_letter.hpp"
 #include "common/envelope.hpp"
+#include "common/failpoint.hpp"
 #include "common/iso_time.hpp"
 #include "common/logging.hpp"
 #include "common/shutdown.hpp"
@@ -830,6 +831,7 @@ EsReplayResult EsReplay::run() {
     return result_;
   }
   interruptible_ = false;
+  failpoint::hit("ctl.replay_before_swap");
   try {
     client_.swap_alias(alias_, layout_.live, layout_.shadow);
   } catch (...) {

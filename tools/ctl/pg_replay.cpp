@@ -29,6 +29,7 @@
 #include "common/backoff.hpp"
 #include "common/dead_letter.hpp"
 #include "common/envelope.hpp"
+#include "common/failpoint.hpp"
 #include "common/kafka.hpp"
 #include "common/logging.hpp"
 #include "common/pg.hpp"
@@ -617,6 +618,7 @@ void PgReplay::recover(const std::exception& error) {
 
 // The swap transaction. True when the swap is committed; false to go on building and try again.
 bool PgReplay::try_swap() {
+  failpoint::hit("ctl.replay_before_swap");
   pg::PgConnection& connection = session_.connection();
   const std::string& live = target_.schema;
   const std::uint64_t events_before = events_;  // what the transaction applies counts only if it commits
