@@ -813,10 +813,14 @@ void EventRouter::fill_unchanged_toast(const SourceChange& change, const std::ve
     if (!index || *index >= change.new_tuple.size() || change.new_tuple[*index].kind != ColumnKind::text) return;
     key.push_back(change.new_tuple[*index].value);
   }
-  // The row as it is now. If it changed since, a later change carries the newer value (an update that
-  // sets a TOASTed column sends it) or removes the row; if it is gone, a later delete follows. Either
-  // way the sinks end at the database's state.
-  const auto values = toast_fetcher_->fetch(relation, key_columns, key, missing);
+  // The row as it is now, read once this change's transaction is visible (docs/PRODUCER.md, "Key
+  // changes and unchanged TOASTed values"). If it changed since, a later change carries the newer
+  // value (an update that sets a TOASTed column sends it) or removes the row. No row: a later
+  // transaction deleted it or moved it on, and its delete of this key follows; until then the sinks
+  // hold the row without the value (the column stays listed as unchanged). Either way the sinks end
+  // at the database's state.
+  const Xid xid = change.txn != nullptr && !change.txn->snapshot ? change.txn->xid : 0;
+  const auto values = toast_fetcher_->fetch(relation, key_columns, key, missing, xid);
   if (!values) return;
   // Mapped as the stream's values are: a tuple holding only the fetched columns.
   TupleData fetched(relation.columns.size());

@@ -89,13 +89,17 @@ struct RouterCounters {
 class ToastFetcher {
  public:
   virtual ~ToastFetcher() = default;
-  // The row of `relation` whose key columns hold `key` (text forms, in `key_columns` order):
-  // `columns`' values in that order, or nullopt when no such row exists now (it was deleted or
-  // moved again; a later change of it follows in the stream). Throws pg::PgError when the database
-  // fails (the caller retries the session).
+  // The row of `relation` whose key columns hold `key` (text forms, in `key_columns` order), read
+  // with a snapshot that sees transaction `xid` (the change's own; 0: none to wait for): `columns`'
+  // values in that order, or nullopt when no such row exists any more. A commit reaches the stream
+  // as soon as its WAL is flushed, which can be before other sessions see it (a synchronous standby
+  // holds it there for as long as it takes to answer), so the read waits until `xid` is visible:
+  // only then does "no row" mean that a later transaction deleted the row or moved it again, whose
+  // change follows in the stream. Throws pg::PgError when the database fails, and another
+  // std::exception when a stop was requested while waiting (the caller retries the session).
   virtual std::optional<std::vector<std::optional<std::string>>> fetch(
       const RelationInfo& relation, const std::vector<std::string>& key_columns,
-      const std::vector<std::string>& key, const std::vector<std::string>& columns) = 0;
+      const std::vector<std::string>& key, const std::vector<std::string>& columns, Xid xid) = 0;
 };
 
 // Pure: no I/O but warning logs (and the ToastFetcher, when one is set), so every rule is unit-tested with hand-built changes. Owned by the

@@ -2,7 +2,8 @@
 // snapshot interrupted by kill -9 (and a crash right after the slot was created), a switch from
 // `snapshot: never` to `initial`, a source that is not the one the positions came from (missing slot,
 // another system, a rewound WAL, another history), another producer's open transaction on the shared
-// position topic, and a key change that leaves a TOASTed value unchanged.
+// position topic, and a key change that leaves a TOASTed value unchanged (also one decoded before its
+// commit is visible).
 #include <gtest/gtest.h>
 
 #include <fmt/format.h>
@@ -10,6 +11,7 @@
 #include <atomic>
 #include <csignal>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -376,30 +378,146 @@ TEST(ProducerNoLoss, another_producers_open_transaction_on_the_shared_position_t
 
 // --- Point 4: a key change that leaves a TOASTed value unchanged ---
 
+// Inserts row 1 with a TOASTed `big` into `table` (id int PRIMARY KEY, big text, small int); its value.
+std::string insert_toasted_row(pg::PgConnection& db, const std::string& table) {
+  // A chain of md5 digests does not compress: stored out of line (TOASTed).
+  db.exec(fmt::format("INSERT INTO public.{} SELECT 1, string_agg(md5(g::text), ''), 1 FROM generate_series(1, 400) g",
+                      table));
+  return std::string(db.exec(fmt::format("SELECT big FROM public.{} WHERE id = 1", table)).value(0, 0));
+}
+
+// Among the records of the key change 1 -> 2, the create of key 2 carries `big` whole.
+::testing::AssertionResult the_new_key_carries(const std::vector<ConsumedRecord>& records, const std::string& big) {
+  json moved;
+  for (const auto& record : records) {
+    if (record.key == R"({"id":2})") moved = json::parse(record.value);
+  }
+  if (!moved.is_object()) return ::testing::AssertionFailure() << "no record for the new key";
+  if (moved.at("op") != "c" || moved.at("after").value("big", json()) != big ||
+      moved.at("source").contains("unchanged_toast")) {
+    return ::testing::AssertionFailure() << "the new key's create lacks the unchanged value: op " << moved.at("op")
+                                         << ", source " << moved.at("source").dump()
+                                         << ", after: " << moved.at("after").dump().substr(0, 300);
+  }
+  return ::testing::AssertionSuccess();
+}
+
 TEST(ProducerNoLoss, a_primary_key_change_carries_the_unchanged_toasted_value_to_the_new_key) {
   ASSERT_TRUE(require_producer_stack());
   pg::PgConnection db(stack_env().write_pg_dsn);
   const ScratchTable table(db, unique_name("nl_toast"), "id int PRIMARY KEY, big text, small int");
   ProducerHarness harness("nl_toast", fmt::format("  snapshot: never\n  capture: [{}]\n", table.qualified()));
   ASSERT_TRUE(start_streaming(harness));
-  // A chain of md5 digests does not compress: stored out of line (TOASTed).
-  db.exec(fmt::format("INSERT INTO public.{} SELECT 1, string_agg(md5(g::text), ''), 1 FROM generate_series(1, 400) g",
-                      table.name()));
-  const std::string big(db.exec(fmt::format("SELECT big FROM public.{} WHERE id = 1", table.name())).value(0, 0));
+  const std::string big = insert_toasted_row(db, table.name());
   ASSERT_GT(big.size(), 8000U);
   db.exec(fmt::format("UPDATE public.{} SET id = 2, small = 5 WHERE id = 1", table.name()));
 
   const auto records = read_committed_records({harness.row_topic("public", table.name())}, 3, 60s);
   ASSERT_EQ(records.size(), 3U);
-  json moved;
-  for (const auto& record : records) {
-    if (record.key == R"({"id":2})") moved = json::parse(record.value);
+  EXPECT_TRUE(the_new_key_carries(records, big));
+}
+
+
+// Holds every commit of a session that asks for it (synchronous_commit = on) between its WAL flush and
+// the moment other sessions can see it, as a synchronous standby that does not answer does: the commit
+// is in the WAL, so the slot decodes and sends it, but no snapshot shows its changes yet. Every commit
+// passes through that window (its WAL flush comes before it leaves the ProcArray); a synchronous
+// standby holds it open. Other sessions commit as before (synchronous_commit = local). Superuser only.
+class HeldCommits {
+ public:
+  explicit HeldCommits(pg::PgConnection& db) : db_(db), probe_(stack_env().write_pg_dsn) {
+    db_.exec("ALTER SYSTEM SET synchronous_standby_names = 'syncline_test_absent_standby'");
+    db_.exec("ALTER SYSTEM SET synchronous_commit = 'local'");
+    db_.exec("SELECT pg_reload_conf()");
   }
-  ASSERT_TRUE(moved.is_object()) << "no record for the new key";
-  ASSERT_EQ(moved.at("op"), "c");
-  EXPECT_TRUE(moved.at("after").value("big", json()) == big)
-      << "the new key's row carries the unchanged value: " << moved.dump().substr(0, 300);
-  EXPECT_FALSE(moved.at("source").contains("unchanged_toast"));
+  ~HeldCommits() { release(); }
+  HeldCommits(const HeldCommits&) = delete;
+  HeldCommits& operator=(const HeldCommits&) = delete;
+
+  // Returns once commits are held: the server applies the new standby list when its checkpointer has
+  // read the configuration, so a probe commit is retried until it waits for the standby (it stays
+  // held until release()). Then `session` asks to wait for the standby too.
+  ::testing::AssertionResult hold(pg::PgConnection& session, std::chrono::seconds deadline = 30s) {
+    const std::string probe_pid(probe_.exec("SELECT pg_backend_pid()").value(0, 0));
+    probe_.exec("SET synchronous_commit = on");
+    const auto held = poll_until(
+        [&] {
+          if (!probe_commit_ || probe_done_) {
+            probe_commit_.reset();
+            probe_done_ = false;
+            probe_commit_.emplace([this] {
+              // A commit that wrote WAL (only those wait), with nothing any producer publishes.
+              probe_.exec("SELECT pg_logical_emit_message(true, 'syncline_test_held_commits_probe', '')");
+              probe_done_ = true;
+            });
+          }
+          return db_.exec("SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'SyncRep'",
+                          {probe_pid})
+                     .value(0, 0) == "1";
+        },
+        deadline, "a commit that waits for the absent synchronous standby");
+    if (!held) return held;
+    session.exec("SET synchronous_commit = on");
+    return ::testing::AssertionSuccess();
+  }
+
+  // Makes the held commits visible (an empty synchronous_standby_names releases every waiter).
+  void release() {
+    if (released_) return;
+    released_ = true;
+    db_.exec("ALTER SYSTEM RESET synchronous_standby_names");
+    db_.exec("ALTER SYSTEM RESET synchronous_commit");
+    db_.exec("SELECT pg_reload_conf()");
+    probe_commit_.reset();
+  }
+
+ private:
+  pg::PgConnection& db_;
+  pg::PgConnection probe_;
+  std::atomic<bool> probe_done_ = false;
+  std::optional<std::jthread> probe_commit_;  // after probe_: joined before the connection closes
+  bool released_ = false;
+};
+
+// Issue 14, point 4, found again by the fault checker (seed 1: six moved rows with `big` NULL in both
+// sinks): the producer decodes a commit as soon as its WAL is flushed, which can be before another
+// session sees it. The key change's read of the new key then found no row, took it for "gone since"
+// and published the create without the value. The read must wait until the commit is visible.
+TEST(ProducerNoLoss, a_key_change_decoded_before_its_commit_is_visible_still_carries_the_unchanged_toasted_value) {
+  ASSERT_TRUE(require_producer_stack());
+  pg::PgConnection db(stack_env().write_pg_dsn);
+  ASSERT_EQ(db.exec("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").value(0, 0), "t")
+      << "the test holds commits with ALTER SYSTEM: the stack's user must be a superuser";
+  const ScratchTable table(db, unique_name("nl_toast_held"), "id int PRIMARY KEY, big text, small int");
+  ProducerHarness harness("nl_toast_held", fmt::format("  snapshot: never\n  capture: [{}]\n", table.qualified()));
+  ASSERT_TRUE(start_streaming(harness));
+  const std::string big = insert_toasted_row(db, table.name());
+  ASSERT_GT(big.size(), 8000U);
+  const auto topic = harness.row_topic("public", table.name());
+  ASSERT_EQ(read_committed_records({topic}, 1, 60s).size(), 1U) << harness.process().log_tail();
+
+  pg::PgConnection mover(stack_env().write_pg_dsn);
+  std::optional<std::jthread> commit;  // declared before `held`: joined after the commit was released
+  HeldCommits held(db);
+  ASSERT_TRUE(held.hold(mover));
+  commit.emplace([&] { mover.exec(fmt::format("UPDATE public.{} SET id = 2, small = 5 WHERE id = 1", table.name())); });
+  // The producer has decoded the key change and read the new key while the commit was still held: its
+  // SQL session ran a statement that reads the table and finished it.
+  const std::string read_by_producer = fmt::format(
+      "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND state = 'idle' "
+      "AND query ILIKE 'SELECT%' AND query LIKE '%{}%'",
+      table.name());
+  ASSERT_TRUE(poll_until([&] { return db.exec(read_by_producer).value(0, 0) != "0"; }, 60s,
+                         "the producer's read of the moved row"))
+      << harness.process().log_tail();
+  EXPECT_EQ(db.exec(fmt::format("SELECT count(*) FROM public.{} WHERE id = 2", table.name())).value(0, 0), "0")
+      << "the key change is still invisible to other sessions";
+  held.release();
+  commit.reset();
+
+  const auto records = read_committed_records({topic}, 3, 60s);
+  ASSERT_EQ(records.size(), 3U) << harness.process().log_tail();
+  EXPECT_TRUE(the_new_key_carries(records, big));
 }
 
 }  // namespace

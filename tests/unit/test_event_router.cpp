@@ -758,11 +758,14 @@ class FakeToastFetcher final : public ToastFetcher {
  public:
   std::map<std::string, std::vector<std::optional<std::string>>> rows;
   std::vector<std::string> asked;
+  std::vector<Xid> seen_by;  // the transaction each read had to see
 
   std::optional<std::vector<std::optional<std::string>>> fetch(const RelationInfo& relation,
                                                                const std::vector<std::string>& key_columns,
                                                                const std::vector<std::string>& key,
-                                                               const std::vector<std::string>& columns) override {
+                                                               const std::vector<std::string>& columns,
+                                                               Xid xid) override {
+    seen_by.push_back(xid);
     std::string name = relation.schema + "." + relation.table;
     for (std::size_t i = 0; i < key.size(); ++i) name += "/" + key_columns[i] + "=" + key[i];
     for (const auto& column : columns) asked.push_back(name + ":" + column);
@@ -788,6 +791,8 @@ TEST(EventRouterRowChanges, a_key_change_fills_the_unchanged_toasted_values_of_i
   EXPECT_EQ(creation.after, json({{"id", 8}, {"status", "paid"}, {"notes", std::string(9000, 'n')}}));
   EXPECT_TRUE(creation.source.unchanged_toast.empty());
   EXPECT_THAT(fetcher.asked, ElementsAre("public.orders/id=8:notes"));
+  // Read with a snapshot that sees the change's own transaction: before it, "no row" would be a lie.
+  EXPECT_THAT(fetcher.seen_by, ElementsAre(kTxn.xid));
 }
 
 TEST(EventRouterRowChanges, a_key_change_of_a_row_gone_since_keeps_the_column_listed_as_unchanged) {
