@@ -94,7 +94,12 @@ ProjectorService::ProjectorService(const Config& config, metrics::Registry& regi
          &registry.counter("syncline_pg_projector_events_dead_lettered_total",
                            "Events sent to the dead-letter topic instead of being applied.", labels)});
   }
-  for (const auto& [topic, readers] : readers_) topics_.push_back(topic);
+  for (const auto& [topic, readers] : readers_) {
+    topics_.push_back(topic);
+    std::vector<std::string> names;
+    for (const std::size_t p : readers) names.push_back(projections_[p]->name());
+    recovery_[topic] = recovery_commands(config.pg_projector.group_id, topic, names);
+  }
   const auto properties = consumer_properties();
   const auto reset = properties.find("auto.offset.reset");
   start_from_end_ = reset != properties.end() &&
@@ -123,11 +128,10 @@ kafka::Properties ProjectorService::consumer_properties() const {
 // ---------------------------------------------------------------------------------------------
 // Rebalance
 
-std::string ProjectorService::recovery_for(const std::string& topic) const {
-  std::vector<std::string> names;
-  if (const auto it = readers_.find(topic); it != readers_.end())
-    for (const std::size_t p : it->second) names.push_back(projections_[p]->name());
-  return recovery_commands(options_.group_id, topic, names);
+const std::string& ProjectorService::recovery_for(const std::string& topic) const {
+  static const std::string none;
+  const auto it = recovery_.find(topic);
+  return it != recovery_.end() ? it->second : none;
 }
 
 std::vector<kafka::TopicPartitionOffset> ProjectorService::on_assign(
@@ -397,13 +401,18 @@ ProjectorService::Attempt ProjectorService::apply_once() {
   // Offsets: per partition, from the stored one to just past the batch's last record.
   std::map<kafka::TopicPartition, std::int64_t> next_offsets;
   std::map<kafka::TopicPartition, const nlohmann::json*> last_values;
-  std::map<kafka::TopicPartition, Fingerprint> fingerprints;  // the topic's identity, checked on assignment
   for (const auto& record : batch_) {
     const kafka::TopicPartition partition{record.topic, record.message.partition()};
     next_offsets[partition] = record.message.offset() + 1;
     if (record.value) last_values[partition] = &*record.value;
-    if (auto id = event_id_of(record.message, record.value ? &*record.value : nullptr, false))
-      fingerprints[partition] = {record.message.offset(), std::move(*id)};
+  }
+  // The topic's identity, checked on assignment: per partition the last record with an event id.
+  std::map<kafka::TopicPartition, Fingerprint> fingerprints;
+  for (auto record = batch_.rbegin(); record != batch_.rend() && fingerprints.size() < next_offsets.size(); ++record) {
+    const kafka::TopicPartition partition{record->topic, record->message.partition()};
+    if (fingerprints.contains(partition)) continue;
+    if (auto id = event_id_of(record->message, record->value ? &*record->value : nullptr, false))
+      fingerprints[partition] = {record->message.offset(), std::move(*id)};
   }
   std::vector<OffsetAdvance> advances;
   for (const auto& [partition, next] : next_offsets) {

@@ -95,7 +95,7 @@ class ProjectorService {
   void collect();
   // `fresh`: just delivered by the consumer (not re-fed from carry_), so its order can be checked.
   void accept(kafka::Message message, bool fresh);
-  std::string recovery_for(const std::string& topic) const;
+  const std::string& recovery_for(const std::string& topic) const;
   Attempt apply_once();
   void reload_offsets();
   void reload_offsets(const std::set<kafka::TopicPartition>& partitions);
@@ -119,6 +119,7 @@ class ProjectorService {
   std::vector<std::unique_ptr<Projection>> projections_;
   std::vector<std::string> topics_;
   std::map<std::string, std::vector<std::size_t>, std::less<>> readers_;  // topic -> projections reading it
+  std::map<std::string, std::string, std::less<>> recovery_;  // topic -> what to run when it was recreated
   bool start_from_end_ = false;  // auto.offset.reset for partitions without a stored offset
   OffsetStore offsets_;
   ReadDbSession session_;
