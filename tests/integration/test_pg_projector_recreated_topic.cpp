@@ -72,11 +72,7 @@ class PgProjectorRecreatedTopic : public ::testing::Test {
   void project_the_first_topic() {
     EventPublisher::create_topics({topic_}, 1);
     publish("old", 10);
-    projector_.start();
-    ASSERT_TRUE(projector_.wait_ready());
-    ASSERT_TRUE(poll_until([&] { return projector_.stored_offsets(topic_) == 11; }, 60s, "stored offset 11"))
-        << projector_.process().log_tail();
-    ASSERT_EQ(workload_.applied_sum(projector_.read_db()), 10);
+    run_until(11, 10);
     ASSERT_EQ(projector_.stop(), 0);
   }
 
@@ -93,6 +89,22 @@ class PgProjectorRecreatedTopic : public ::testing::Test {
     }
     for (const auto& expected : also_named)
       EXPECT_NE(log.find(expected), std::string::npos) << "not in the log: " << expected << "\n" << log;
+  }
+
+  // A projector run until its stored offset is `stored` and the counter `sum`; left running.
+  void run_until(std::int64_t stored, std::int64_t sum) {
+    projector_.start();
+    ASSERT_TRUE(projector_.wait_ready());
+    ASSERT_TRUE(poll_until([&] { return projector_.stored_offsets(topic_) == stored; }, 60s,
+                           fmt::format("stored offset {}", stored)))
+        << projector_.process().log_tail();
+    EXPECT_EQ(workload_.applied_sum(projector_.read_db()), sum);
+  }
+
+  // Nothing of the new topic applied, the stored offset where it was.
+  void expect_nothing_applied() {
+    EXPECT_EQ(workload_.applied_sum(projector_.read_db()), 10) << "something of the new topic was applied";
+    EXPECT_EQ(projector_.stored_offsets(topic_), 11) << "the stored offset moved";
   }
 
   // The recovery the refusal names, once the stopped projector's static membership has expired.
@@ -123,15 +135,10 @@ TEST_F(PgProjectorRecreatedTopic, a_recreated_topic_shorter_than_the_stored_offs
 
   projector_.start();
   expect_refusal({"stored next offset 11", "log start 0, end 4"});
-  EXPECT_EQ(workload_.applied_sum(projector_.read_db()), 10) << "something of the new topic was applied";
-  EXPECT_EQ(projector_.stored_offsets(topic_), 11) << "the stored offset moved";
+  expect_nothing_applied();
 
   reset_to_earliest();
-  projector_.start();
-  ASSERT_TRUE(projector_.wait_ready());
-  ASSERT_TRUE(poll_until([&] { return projector_.stored_offsets(topic_) == 4; }, 60s, "the new topic applied"))
-      << projector_.process().log_tail();
-  EXPECT_EQ(workload_.applied_sum(projector_.read_db()), 10 + 3);
+  run_until(4, 10 + 3);  // every record of the new topic
   EXPECT_EQ(projector_.stop(), 0);
 }
 
@@ -144,23 +151,14 @@ TEST_F(PgProjectorRecreatedTopic, a_recreated_topic_longer_than_the_stored_offse
   projector_.start();
   // The last applied record was offset 9, event old-9; the new topic has new-9 there.
   expect_refusal({"offset 9", "old-9", "new-9"});
-  EXPECT_EQ(workload_.applied_sum(projector_.read_db()), 10) << "something of the new topic was applied";
-  EXPECT_EQ(projector_.stored_offsets(topic_), 11) << "the stored offset moved";
+  expect_nothing_applied();
 
   reset_to_earliest();
-  projector_.start();
-  ASSERT_TRUE(projector_.wait_ready());
-  ASSERT_TRUE(poll_until([&] { return projector_.stored_offsets(topic_) == 26; }, 60s, "the new topic applied"))
-      << projector_.process().log_tail();
-  EXPECT_EQ(workload_.applied_sum(projector_.read_db()), 10 + 25);
+  run_until(26, 10 + 25);  // every record of the new topic
   // The fingerprint now describes the new topic: a restart is accepted and applies nothing again.
   EXPECT_EQ(projector_.stop(), 0);
   publish("more", 2);
-  projector_.start();
-  ASSERT_TRUE(projector_.wait_ready());
-  ASSERT_TRUE(poll_until([&] { return projector_.stored_offsets(topic_) == 29; }, 60s, "2 more events applied"))
-      << projector_.process().log_tail();
-  EXPECT_EQ(workload_.applied_sum(projector_.read_db()), 10 + 25 + 2);
+  run_until(29, 10 + 25 + 2);
   EXPECT_EQ(projector_.stop(), 0);
 }
 
@@ -176,8 +174,7 @@ TEST_F(PgProjectorRecreatedTopic, a_topic_recreated_under_a_running_projector_st
   // Seen at the reassignment (stored offset beyond the end) or, when librdkafka resets the fetch
   // position to the new topic's start first, as a record below the expected offset.
   expect_refusal({});
-  EXPECT_EQ(workload_.applied_sum(projector_.read_db()), 10) << "something of the new topic was applied";
-  EXPECT_EQ(projector_.stored_offsets(topic_), 11) << "the stored offset moved";
+  expect_nothing_applied();
 }
 
 }  // namespace
