@@ -724,6 +724,14 @@ std::optional<WatermarkOffsets> Consumer::cached_watermarks(const TopicPartition
   return offsets;
 }
 
+WatermarkOffsets Consumer::query_watermarks(const TopicPartition& partition, std::chrono::milliseconds timeout) const {
+  WatermarkOffsets offsets;
+  check(rd_kafka_query_watermark_offsets(handle_.get(), partition.topic.c_str(), partition.partition, &offsets.low,
+                                         &offsets.high, to_ms(timeout)),
+        "query watermark offsets of " + partition.topic);
+  return offsets;
+}
+
 GroupMetadataPtr Consumer::group_metadata() const {
   return GroupMetadataPtr(rd_kafka_consumer_group_metadata(handle_.get()));
 }

@@ -302,6 +302,8 @@ class Consumer {
   std::vector<TopicPartitionOffset> position(const std::vector<TopicPartition>& partitions) const;
   // The partition's offsets as last seen in fetch responses, without a request; nullopt until known.
   std::optional<WatermarkOffsets> cached_watermarks(const TopicPartition& partition) const;
+  // The partition's offsets asked from its leader (a round trip); throws on error or timeout.
+  WatermarkOffsets query_watermarks(const TopicPartition& partition, std::chrono::milliseconds timeout) const;
   GroupMetadataPtr group_metadata() const;
 
   // Leaves the group (revoking through the hooks). Idempotent. Throws RetriableKafkaError if

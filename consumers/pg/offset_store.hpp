@@ -13,6 +13,7 @@
 #include "common/kafka.hpp"
 #include "common/lsn.hpp"
 #include "common/pg.hpp"
+#include "consumers/pg/topic_identity.hpp"
 
 namespace syncline::pg_projector {
 
@@ -23,6 +24,7 @@ inline constexpr std::string_view kOffsetMovedSqlstate = "SL001";
 struct StoredOffset {
   std::int64_t next_offset = 0;
   std::optional<Lsn> last_commit_lsn;
+  std::optional<Fingerprint> last_applied;  // nullopt: none stored (older rows, or after a reset)
 };
 
 // One partition's advance inside a batch transaction.
@@ -32,6 +34,9 @@ struct OffsetAdvance {
   std::int64_t next_offset = 0;
   std::optional<Lsn> last_commit_lsn;
   std::optional<std::string> last_commit_ts;  // ISO-8601, from the last event's source.commit_ts
+  // The batch's last record on the partition that has an event id; nullopt keeps the stored one
+  // (which still describes a record of the partition: an older one).
+  std::optional<Fingerprint> last_applied;
 
   // Takes last_commit_lsn / last_commit_ts from the last applied event's envelope (when it has them).
   void record_source(const nlohmann::json& envelope);
@@ -53,6 +58,12 @@ class OffsetStore {
   // kOffsetMovedSqlstate when the stored offset is not `expected`.
   static const std::string& advance_sql();
   std::vector<pg::Param> advance_params(const OffsetAdvance& advance) const;
+
+  // Moves a partition's position by hand (syncline-ctl offsets reset), creating the row when
+  // absent: the applied source position and the fingerprint no longer describe the new offset,
+  // so they are cleared, to be learnt again from the next batch.
+  static const std::string& reset_sql();
+  std::vector<pg::Param> reset_params(const kafka::TopicPartition& partition, std::int64_t next_offset) const;
 
   const std::string& group() const noexcept { return group_; }
 

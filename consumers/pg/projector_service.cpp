@@ -11,6 +11,7 @@
 
 #include "common/consumer_batch.hpp"
 #include "common/envelope.hpp"
+#include "common/failpoint.hpp"
 #include "common/iso_time.hpp"
 #include "common/logging.hpp"
 #include "common/shutdown.hpp"
@@ -30,6 +31,21 @@ std::shared_ptr<spdlog::logger> logger() { return log::get("pg-projector"); }
 std::string truncated(std::string text, std::size_t limit = 2000) {
   if (text.size() > limit) text = text.substr(0, limit) + "...";
   return text;
+}
+
+// The record's event id: the syncline-event-id header, else the envelope's `id` (parsed when
+// `value` is null and `parse` is set).
+std::optional<std::string> event_id_of(const kafka::Message& message, const nlohmann::json* value, bool parse) {
+  if (auto header = message.header(kafka_header::event_id)) return std::string(*header);
+  std::optional<nlohmann::json> parsed;
+  if (value == nullptr && parse) {
+    parsed = nlohmann::json::parse(message.value(), nullptr, false);
+    value = &*parsed;
+  }
+  if (value == nullptr || !value->is_object()) return std::nullopt;
+  const auto id = value->find("id");
+  if (id == value->end() || !id->is_string()) return std::nullopt;
+  return id->get<std::string>();
 }
 
 const nlohmann::json* source_field(const nlohmann::json& value, const char* name) {
@@ -78,7 +94,12 @@ ProjectorService::ProjectorService(const Config& config, metrics::Registry& regi
          &registry.counter("syncline_pg_projector_events_dead_lettered_total",
                            "Events sent to the dead-letter topic instead of being applied.", labels)});
   }
-  for (const auto& [topic, readers] : readers_) topics_.push_back(topic);
+  for (const auto& [topic, readers] : readers_) {
+    topics_.push_back(topic);
+    std::vector<std::string> names;
+    for (const std::size_t p : readers) names.push_back(projections_[p]->name());
+    recovery_[topic] = recovery_commands(config.pg_projector.group_id, topic, names);
+  }
   const auto properties = consumer_properties();
   const auto reset = properties.find("auto.offset.reset");
   start_from_end_ = reset != properties.end() &&
@@ -107,6 +128,12 @@ kafka::Properties ProjectorService::consumer_properties() const {
 // ---------------------------------------------------------------------------------------------
 // Rebalance
 
+const std::string& ProjectorService::recovery_for(const std::string& topic) const {
+  static const std::string none;
+  const auto it = recovery_.find(topic);
+  return it != recovery_.end() ? it->second : none;
+}
+
 std::vector<kafka::TopicPartitionOffset> ProjectorService::on_assign(
     const std::vector<kafka::TopicPartition>& partitions) {
   for (const auto& partition : partitions) partitions_[partition] = Partition{};
@@ -118,17 +145,26 @@ std::vector<kafka::TopicPartitionOffset> ProjectorService::on_assign(
   for (const auto& partition : partitions) {
     Partition& state = partitions_[partition];
     if (const auto it = stored.find(partition); it != stored.end()) {
+      // Is it still the topic the position was stored from? (TopicRewritten ends the process.)
+      const StartPlan plan =
+          plan_start(partition, {it->second.next_offset, it->second.last_applied},
+                     consumer_->query_watermarks(partition, 10s), recovery_for(partition.topic));
       state.stored = it->second.next_offset;
       state.received = it->second.next_offset;
-      starts.push_back({partition.topic, partition.partition, it->second.next_offset});
+      state.floor = plan.start;
+      state.verify = plan.verify;
+      starts.push_back({partition.topic, partition.partition, plan.start});
     } else {
       starts.push_back(
           {partition.topic, partition.partition, start_from_end_ ? RD_KAFKA_OFFSET_END : RD_KAFKA_OFFSET_BEGINNING});
     }
     state.positioned = true;
-    logger()->info("{}/{}: starting at {}", partition.topic, partition.partition,
+    logger()->info("{}/{}: starting at {}{}", partition.topic, partition.partition,
                    state.stored ? std::to_string(*state.stored)
-                                : std::string(start_from_end_ ? "the end" : "the beginning") + " (none stored)");
+                                : std::string(start_from_end_ ? "the end" : "the beginning") + " (none stored)",
+                   state.verify ? fmt::format(", reading from {} to check that event {} is still there",
+                                              state.verify->expected.offset, state.verify->expected.event_id)
+                                : std::string());
   }
   return starts;
 }
@@ -212,6 +248,7 @@ void ProjectorService::reload_offsets(const std::set<kafka::TopicPartition>& in_
     });
     if (!state.received || next > *state.received) {
       state.received = next;
+      state.floor = next;
       forward.push_back({partition.topic, partition.partition, next});
     }
     logger()->warn("{}/{}: the stored offset is {}: another instance (or an earlier commit whose answer was "
@@ -224,11 +261,28 @@ void ProjectorService::reload_offsets(const std::set<kafka::TopicPartition>& in_
 // ---------------------------------------------------------------------------------------------
 // Reading
 
-void ProjectorService::accept(kafka::Message message) {
+void ProjectorService::accept(kafka::Message message, bool fresh) {
   const kafka::TopicPartition partition{message.topic(), message.partition()};
   const auto it = partitions_.find(partition);
   if (it == partitions_.end() || !it->second.positioned) return;  // no longer (or not yet) ours
   Partition& state = it->second;
+  if (fresh) {
+    // Never skip: a partition whose log was replaced under the stored position stops the projector.
+    check_delivery(partition, state.floor, message.offset(), state.stored, recovery_for(partition.topic));
+    state.floor = message.offset() + 1;
+    if (state.verify && check_fingerprint(partition, *state.verify, message.offset(),
+                                          event_id_of(message, nullptr, true), recovery_for(partition.topic))) {
+      if (message.offset() == state.verify->expected.offset) {
+        logger()->info("{}/{}: event {} is still at offset {}: the same topic", partition.topic, partition.partition,
+                       state.verify->expected.event_id, message.offset());
+      } else {
+        logger()->info("{}/{}: the last applied record (offset {}) is no longer in the log (compacted away): its "
+                       "identity cannot be checked",
+                       partition.topic, partition.partition, state.verify->expected.offset);
+      }
+      state.verify.reset();
+    }
+  }
   // Exactly once: never apply an offset twice, whatever a seek or a retry left in the queue.
   if (state.received && message.offset() < *state.received) return;
   state.received = message.offset() + 1;
@@ -258,7 +312,12 @@ void ProjectorService::collect() {
   collect_batch(
       *consumer_, carry_, options_.batch_max, [&] { return batch_.size(); },
       [&] { return batch_.size() >= options_.batch_max_events; },
-      [&](kafka::Message message) { accept(std::move(message)); });
+      [&, carried = carry_.size()](kafka::Message message) mutable {
+        // collect_batch hands over carry_ first, then what it polls.
+        const bool fresh = carried == 0;
+        if (carried > 0) --carried;
+        accept(std::move(message), fresh);
+      });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -347,10 +406,19 @@ ProjectorService::Attempt ProjectorService::apply_once() {
     next_offsets[partition] = record.message.offset() + 1;
     if (record.value) last_values[partition] = &*record.value;
   }
+  // The topic's identity, checked on assignment: per partition the last record with an event id.
+  std::map<kafka::TopicPartition, Fingerprint> fingerprints;
+  for (auto record = batch_.rbegin(); record != batch_.rend() && fingerprints.size() < next_offsets.size(); ++record) {
+    const kafka::TopicPartition partition{record->topic, record->message.partition()};
+    if (fingerprints.contains(partition)) continue;
+    if (auto id = event_id_of(record->message, record->value ? &*record->value : nullptr, false))
+      fingerprints[partition] = {record->message.offset(), std::move(*id)};
+  }
   std::vector<OffsetAdvance> advances;
   for (const auto& [partition, next] : next_offsets) {
-    OffsetAdvance advance{partition, partitions_[partition].stored, next, std::nullopt, std::nullopt};
+    OffsetAdvance advance{partition, partitions_[partition].stored, next, std::nullopt, std::nullopt, std::nullopt};
     if (const auto it = last_values.find(partition); it != last_values.end()) advance.record_source(*it->second);
+    if (const auto it = fingerprints.find(partition); it != fingerprints.end()) advance.last_applied = it->second;
     advances.push_back(std::move(advance));
   }
 
@@ -373,12 +441,17 @@ ProjectorService::Attempt ProjectorService::apply_once() {
       pipeline.send_prepared(*names[k], statements[k].params);
       if ((k + 1) % kStatementsPerSync == 0) failure = pipeline.sync();
     }
+    // Every statement answered before COMMIT is sent: a failure is attributed to its statement,
+    // and the failpoint's moment is exact (applied, holding its locks, not committed).
+    if (!failure && (statements.empty() || statements.size() % kStatementsPerSync != 0)) failure = pipeline.sync();
     if (!failure) {
+      failpoint::hit("pg-projector.before_commit");
       pipeline.send("COMMIT");
       failure = pipeline.sync();
     }
   }
   if (!failure) {
+    failpoint::hit("pg-projector.after_commit");
     finish_batch(next_offsets, applied, skipped_counts, started);
     return Attempt::done;
   }
@@ -517,7 +590,15 @@ void ProjectorService::wait_for_retry() {
   // paused too, and what was already fetched waits in carry_ (bounded by the prefetch limit).
   const auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(*retry_at_ - Clock::now());
   auto message = consumer_->poll(std::clamp(remaining, 0ms, 100ms));
-  if (message && message->ok()) carry_.push_back(std::move(*message));
+  if (message && message->ok()) {
+    // Checked now, as it is delivered; accept() sees it again later as not fresh.
+    const kafka::TopicPartition partition{message->topic(), message->partition()};
+    if (const auto it = partitions_.find(partition); it != partitions_.end() && it->second.positioned) {
+      check_delivery(partition, it->second.floor, message->offset(), it->second.stored, recovery_for(partition.topic));
+      it->second.floor = message->offset() + 1;
+    }
+    carry_.push_back(std::move(*message));
+  }
   consumer_->pause(consumer_->assignment());
   // /status keeps telling the truth while waiting (the backlog grows).
   if (Clock::now() >= next_status_) {
@@ -550,7 +631,7 @@ void ProjectorService::advance_idle_offsets() {
         (state.received && position.offset < *state.received)) {
       continue;
     }
-    advances.push_back({partition, state.stored, position.offset, std::nullopt, std::nullopt});
+    advances.push_back({partition, state.stored, position.offset, std::nullopt, std::nullopt, std::nullopt});
   }
   if (advances.empty()) return;
   try {
@@ -607,7 +688,8 @@ void ProjectorService::update_lag() {
 }
 
 void ProjectorService::set_state(const std::string& state, const std::string& error) {
-  status_.set_state(state, truncated(error, 500));
+  // A failure says what happened and what to run: kept whole.
+  status_.set_state(state, truncated(error, state == "failed" ? 2000 : 500));
 }
 
 http::Readiness ProjectorService::readiness() const { return status_.readiness(); }
@@ -648,6 +730,10 @@ int ProjectorService::run() {
         update_lag();
       }
     } catch (const ProjectionSetupError& error) {
+      logger()->critical("{}", error.what());
+      set_state("failed", error.what());
+      return kExitFatal;
+    } catch (const TopicRewritten& error) {
       logger()->critical("{}", error.what());
       set_state("failed", error.what());
       return kExitFatal;

@@ -27,11 +27,12 @@
 #include "consumers/pg/offset_store.hpp"
 #include "consumers/pg/projection.hpp"
 #include "consumers/pg/read_db_session.hpp"
+#include "consumers/pg/topic_identity.hpp"
 
 namespace syncline::pg_projector {
 
 inline constexpr int kExitOk = 0;     // stopped by SIGTERM/SIGINT
-inline constexpr int kExitFatal = 1;  // configuration or state an operator must fix
+inline constexpr int kExitFatal = 1;  // configuration or state an operator must fix (also a recreated topic)
 
 // A projection's set-up failed for a reason retrying cannot fix (bad SQL in the config, a
 // type conflict with an existing table): the process exits 1 naming the projection.
@@ -68,8 +69,12 @@ class ProjectorService {
 
   struct Partition {
     std::optional<std::int64_t> stored;    // next_offset in syncline.offsets; nullopt: no row
-    std::optional<std::int64_t> received;  // next offset expected from Kafka; nullopt: any
+    std::optional<std::int64_t> received;  // next offset to apply; nullopt: any
     bool positioned = false;               // start offset known (else paused until it is)
+    // The lowest offset the consumer may deliver next: the seek target, then the last delivered
+    // + 1. Lower means Kafka moved the position back by itself (a recreated topic).
+    std::optional<std::int64_t> floor;
+    std::optional<PendingFingerprint> verify;  // the last applied record, to be found again first
   };
 
   // What one attempt at the batch found out; kept across attempts of the same batch.
@@ -88,7 +93,9 @@ class ProjectorService {
   void ensure_connected();
   void position(const std::vector<kafka::TopicPartition>& partitions, bool seek);
   void collect();
-  void accept(kafka::Message message);
+  // `fresh`: just delivered by the consumer (not re-fed from carry_), so its order can be checked.
+  void accept(kafka::Message message, bool fresh);
+  const std::string& recovery_for(const std::string& topic) const;
   Attempt apply_once();
   void reload_offsets();
   void reload_offsets(const std::set<kafka::TopicPartition>& partitions);
@@ -112,6 +119,7 @@ class ProjectorService {
   std::vector<std::unique_ptr<Projection>> projections_;
   std::vector<std::string> topics_;
   std::map<std::string, std::vector<std::size_t>, std::less<>> readers_;  // topic -> projections reading it
+  std::map<std::string, std::string, std::less<>> recovery_;  // topic -> what to run when it was recreated
   bool start_from_end_ = false;  // auto.offset.reset for partitions without a stored offset
   OffsetStore offsets_;
   ReadDbSession session_;

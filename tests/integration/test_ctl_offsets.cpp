@@ -222,6 +222,64 @@ TEST_F(CtlOffsets, an_unknown_projection_or_a_missing_target_cannot_run) {
                     "yesterday"});
   EXPECT_EQ(result.exit_code, 2) << result.describe();
   EXPECT_NE(result.err.find("--to-time"), std::string::npos) << result.describe();
+  result = run_ctl({"--config", projector.config_path(), "offsets", "reset", "--projection", "mirror", "--topic",
+                    "not.its.topic", "--to-earliest"});
+  EXPECT_EQ(result.exit_code, 2) << result.describe();
+  EXPECT_NE(result.err.find("--topic not.its.topic: projection mirror does not read it"), std::string::npos)
+      << result.describe();
+}
+
+TEST_F(CtlOffsets, a_reset_with_topic_moves_only_that_topic_of_the_projection) {
+  const std::string table = unique_name("ctl_offsets_topic");
+  PgProjectorHarness projector(
+      "ctl_offsets_topic", "",
+      fmt::format("  projections:\n"
+                  "    - name: counts\n"
+                  "      aggregate_types: [first, second]\n"
+                  "      setup: CREATE TABLE IF NOT EXISTS public.{0} (id text PRIMARY KEY, n bigint NOT NULL)\n"
+                  "      events:\n"
+                  "        - types: Counted\n"
+                  "          sql: INSERT INTO public.{0} (id, n) VALUES (:aggregate_type, 1) "
+                  "ON CONFLICT (id) DO UPDATE SET n = {0}.n + 1\n",
+                  table));
+  const std::string first = projector.event_topic("first");
+  const std::string second = projector.event_topic("second");
+  EventPublisher::create_topics({first, second}, 1);
+  EventPublisher publisher;
+  publisher.begin();
+  for (int i = 0; i < 3; ++i) {
+    for (const auto& [topic, type] : {std::pair{first, "first"}, std::pair{second, "second"}}) {
+      publisher.send(topic, "k",
+                     domain_event(fmt::format("{}-{}", type, i), "Counted", type, "k", json::object(),
+                                  0x1000 + static_cast<std::uint64_t>(i), 0)
+                         .dump(),
+                     "Counted");
+    }
+  }
+  publisher.commit();
+  projector.start();
+  ASSERT_TRUE(projector.wait_ready());
+  ASSERT_TRUE(poll_until(
+      [&] { return projector.stored_offsets(first) == 4 && projector.stored_offsets(second) == 4; }, 60s,
+      "both topics applied"))
+      << projector.process().log_tail();
+  EXPECT_EQ(projector.stop(), 0);
+
+  CtlResult reset;
+  ASSERT_TRUE(poll_until(
+      [&] {
+        reset = run_ctl({"--config", projector.config_path(), "offsets", "reset", "--projection", "counts", "--topic",
+                         first, "--to-earliest", "--json"});
+        return reset.exit_code != 2 || reset.err.find("live member") == std::string::npos;
+      },
+      30s, "the consumer group empty"))
+      << reset.describe();
+  ASSERT_EQ(reset.exit_code, 0) << reset.describe();
+  const auto after = targets(json::parse(reset.out));
+  EXPECT_EQ(after, (std::map<std::string, std::int64_t>{{first + "/0", 0}})) << reset.out;
+  EXPECT_EQ(projector.stored_offsets(first), 0);
+  EXPECT_EQ(projector.stored_offsets(second), 4) << "the other topic moved too";
+  projector.read_db().exec("DROP TABLE IF EXISTS public." + table);
 }
 
 }  // namespace

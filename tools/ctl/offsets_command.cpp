@@ -1,7 +1,9 @@
 // syncline-ctl offsets show / reset: where each projection reads, and moving it (earliest, latest,
 // a time, a source LSN) while its projector is stopped.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <stdexcept>
@@ -100,6 +102,7 @@ int run_show(const GlobalOptions& global, const ShowOptions& options) {
 struct ResetOptions {
   std::string projection;
   std::string sink;
+  std::vector<std::string> topics;  // empty: every topic of the projection
   bool earliest = false;
   bool latest = false;
   std::string time;
@@ -135,7 +138,16 @@ int run_reset(const GlobalOptions& global, const ResetOptions& options) {
   const Config config = load_ctl_config(global);
   const ResetTarget target = parse_target(options);
   const auto all = list_projections(config);
-  const ProjectionInfo& projection = find_projection(all, options.projection, parse_sink(options.sink));
+  ProjectionInfo projection = find_projection(all, options.projection, parse_sink(options.sink));
+  if (!options.topics.empty()) {
+    for (const auto& topic : options.topics) {
+      if (std::find(projection.topics.begin(), projection.topics.end(), topic) == projection.topics.end()) {
+        throw std::invalid_argument(fmt::format("--topic {}: projection {} does not read it (it reads {})", topic,
+                                                projection.name, fmt::join(projection.topics, ", ")));
+      }
+    }
+    projection.topics = options.topics;  // the other topics keep their positions
+  }
   kafka::AdminClient admin(admin_properties(config.kafka));
   // Checked first, so that a running projector costs no LSN search; checked again by the broker
   // when the Kafka offsets are written.
@@ -190,6 +202,10 @@ void add_offsets_command(CLI::App& app, const GlobalOptions& global, int& exit_c
       ->required();
   reset_command->add_option("--sink", reset->sink, "Which sink's projection, when the name exists on both")
       ->check(CLI::IsMember({"pg", "es"}));
+  reset_command->add_option("--topic", reset->topics,
+                            "Only this topic of the projection (repeatable; default: all its topics), e.g. one that "
+                            "was deleted and recreated")
+      ->type_name("TOPIC");
   CLI::Option_group* to = reset_command->add_option_group("target", "Where to move it (exactly one)");
   to->add_flag("--to-earliest", reset->earliest, "The oldest record each partition still holds");
   to->add_flag("--to-latest", reset->latest, "The end of each partition (skip everything pending)");
@@ -214,7 +230,8 @@ void add_offsets_command(CLI::App& app, const GlobalOptions& global, int& exit_c
       "  syncline-ctl offsets reset --projection mirror --to-time 2026-11-22T10:00:00Z --dry-run\n"
       "  syncline-ctl offsets reset --projection mirror --to-time 2026-11-22T10:00:00Z\n"
       "  syncline-ctl offsets reset --projection orders --sink es --to-lsn 0/16B3800\n"
-      "  syncline-ctl offsets reset --projection mirror --to-earliest --json");
+      "  syncline-ctl offsets reset --projection mirror --to-earliest --json\n"
+      "  syncline-ctl offsets reset --projection counters --topic syncline.events.counter --to-earliest");
   reset_command->callback([&global, &exit_code, reset] { exit_code = run_reset(global, *reset); });
 }
 

@@ -142,18 +142,12 @@ void apply_reset(const ResetPlan& plan, kafka::AdminClient& admin, pg::PgConnect
   if (plan.projection.sink != Sink::pg) return;
   if (read_db == nullptr) throw std::logic_error("apply_reset: a pg projection needs the read database");
   pg_projector::OffsetStore::ensure_schema(*read_db);
+  const pg_projector::OffsetStore store(plan.projection.group);
   pg::Transaction transaction(*read_db);
-  for (const auto& reset : plan.partitions) {
-    // The applied source position no longer describes the new offset: it is learnt again from
-    // the next event the projector applies.
-    transaction.exec(
-        "INSERT INTO syncline.offsets (consumer_group, topic, partition, next_offset, last_commit_lsn, last_commit_ts) "
-        "VALUES ($1, $2, $3, $4, NULL, NULL) "
-        "ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, "
-        "last_commit_lsn = NULL, last_commit_ts = NULL, updated_at = now()",
-        {plan.projection.group, reset.partition.topic, std::to_string(reset.partition.partition),
-         std::to_string(reset.after)});
-  }
+  // Also clears what the projector checks the topic's identity with (the last applied record),
+  // so a reset onto a recreated topic is accepted.
+  for (const auto& reset : plan.partitions)
+    transaction.exec(pg_projector::OffsetStore::reset_sql(), store.reset_params(reset.partition, reset.after));
   transaction.commit();
 }
 

@@ -506,7 +506,7 @@ void PgReplay::apply_batch(bool inside_swap) {
     }
     std::vector<OffsetAdvance> advances;
     for (const auto& [partition, entry] : next) {
-      OffsetAdvance advance{partition, parts_[partition].stored, entry.first, std::nullopt, std::nullopt};
+      OffsetAdvance advance{partition, parts_[partition].stored, entry.first, std::nullopt, std::nullopt, std::nullopt};
       if (entry.second != nullptr) advance.record_source(*entry.second);
       advances.push_back(std::move(advance));
     }
@@ -565,7 +565,7 @@ std::vector<OffsetAdvance> PgReplay::idle_advances() const {
     if (!part.target || (part.stored && *part.stored >= *part.target)) continue;
     if (part.delivered_below < *part.target && part.received.value_or(-1) < *part.target) continue;
     if (!part.held.empty() && part.held.front().offset() < *part.target) continue;
-    advances.push_back({partition, part.stored, *part.target, std::nullopt, std::nullopt});
+    advances.push_back({partition, part.stored, *part.target, std::nullopt, std::nullopt, std::nullopt});
   }
   return advances;
 }
