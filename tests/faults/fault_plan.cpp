@@ -56,12 +56,13 @@ Fault make_fault(FaultKind kind, std::mt19937_64& rng, const PlanTargets& target
       fault.delay = between(rng, 100, 2500);
       break;
     case FaultKind::ctl_pg_replay_kill:
-      fault.failpoint = "ctl.replay_before_swap";
+      // Half the replay kills wait for ctl.replay_before_swap, half are a kill -9 at a random moment.
+      if (nth % 2 == 0) fault.failpoint = "ctl.replay_before_swap";
       fault.target = pick(rng, targets.pg_projections);
       fault.delay = between(rng, 100, 3000);
       break;
     case FaultKind::ctl_es_replay_kill:
-      fault.failpoint = "ctl.replay_before_swap";
+      if (nth % 2 == 0) fault.failpoint = "ctl.replay_before_swap";
       fault.target = pick(rng, targets.es_projections);
       fault.delay = between(rng, 100, 3000);
       break;
@@ -116,7 +117,7 @@ std::string Fault::describe() const {
   if (!target.empty()) text += fmt::format(", target {}", target);
   if (!failpoint.empty()) text += fmt::format(", failpoint {}", failpoint);
   if (delay.count() > 0) {
-    text += fmt::format(", {} kill -9 after {:.1f} s", failpoint.empty() ? "" : "else", delay.count() / 1000.0);
+    text += fmt::format(", {}kill -9 after {:.1f} s", failpoint.empty() ? "" : "else ", delay.count() / 1000.0);
   }
   return text;
 }

@@ -359,9 +359,9 @@ void Workload::one(Model& m) {
       } else if (dice < 480 || m.items.size() < 10) {
         command = m.chance(0.3) ? "item insert (TOAST)" : "item insert";
         const auto id = m.next_item;
-        tx.exec(fmt::format("INSERT INTO {}.items (id, name, qty, price, updated_at, tags, doc, big) VALUES ($1, $2, "
-                            "$3, $4, now(), ARRAY['t' || $3, 'x'], jsonb_build_object('n', $3::int, 's', $2), "
-                            "CASE WHEN $5 THEN (SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 330)) "
+        tx.exec(fmt::format("INSERT INTO {}.items (id, name, qty, price, updated_at, tags, doc, big) VALUES ($1::bigint, "
+                            "$2::text, $3::int, $4::numeric, now(), ARRAY['t' || $3::text, 'x'], "
+                            "jsonb_build_object('n', $3::int, 's', $2::text), CASE WHEN $5::boolean THEN (SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 330)) "
                             "END)",
                             name_),
                 {std::to_string(id), fmt::format("item {}", id), std::to_string(m.uniform(0, 1000)),
@@ -470,7 +470,12 @@ void Workload::one(Model& m) {
     }
     std::lock_guard lock(mutex_);
     ++counts_.ok[command];
-  } catch (const std::exception&) {
+  } catch (const std::exception& e) {
+    {
+      std::lock_guard lock(mutex_);
+      auto& error = counts_.first_error[command.empty() ? "?" : command];
+      if (error.empty()) error = e.what();
+    }
     // A fault (the write database crashed, a key the model believed in is gone): count it, and
     // reconnect and reload the model when the connection is gone.
     if (m.db && !m.db->is_open()) m.db.reset();

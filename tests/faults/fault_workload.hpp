@@ -45,6 +45,7 @@ RunConfig write_run_config(const std::string& name);
 struct WorkloadCounts {
   std::map<std::string, std::int64_t> ok;
   std::map<std::string, std::int64_t> failed;
+  std::map<std::string, std::string> first_error;  // by command: the first failure's message
   std::int64_t reconnects = 0;
 };
 

@@ -321,10 +321,10 @@ class Faults : public ::testing::Test {
                                     fault.failpoint, fault.delay + 20s);
       case FaultKind::ctl_pg_replay_kill:
         return ctl_killed_then_done({"resync", "replay", "--projection", fault.target, "--sink", "pg", "--grace", "0"},
-                                    fault.failpoint, fault.delay + 60s);
+                                    fault.failpoint, fault.failpoint.empty() ? fault.delay : 120s);
       case FaultKind::ctl_es_replay_kill:
         return ctl_killed_then_done({"resync", "replay", "--projection", fault.target, "--sink", "es", "--grace", "0"},
-                                    fault.failpoint, fault.delay + 60s);
+                                    fault.failpoint, fault.failpoint.empty() ? fault.delay : 120s);
       case FaultKind::write_pg_crash:
         if (auto crashed = stack({"crash", "write-pg"}); !crashed) return crashed;
         return stack({"up", "write-pg"});
@@ -661,8 +661,16 @@ TEST_F(Faults, every_sink_equals_the_write_database_after_random_faults) {
   std::string figures = fmt::format("\n=== fault checker ===\nseed {}\nschedule:\n", seed);
   for (const auto& line : schedule) figures += "  " + line + "\n";
   figures += "workload (committed / failed by a fault):\n";
-  for (const auto& [command, n] : counts.ok)
-    figures += fmt::format("  {:<30} {:>7} / {}\n", command, n, counts.failed.contains(command) ? counts.failed.at(command) : 0);
+  std::set<std::string> commands;
+  for (const auto& [command, n] : counts.ok) commands.insert(command);
+  for (const auto& [command, n] : counts.failed) commands.insert(command);
+  for (const auto& command : commands) {
+    figures += fmt::format("  {:<30} {:>7} / {}{}\n", command, counts.ok.contains(command) ? counts.ok.at(command) : 0,
+                           counts.failed.contains(command) ? counts.failed.at(command) : 0,
+                           counts.first_error.contains(command)
+                               ? " (first: " + counts.first_error.at(command).substr(0, 160) + ")"
+                               : "");
+  }
   figures += fmt::format("  21,000-row transactions        {:>7}\n", workload_->big_done());
   figures += fmt::format("kills: by hand {}, by failpoint {} (producer {}, pg {}, es {}); self-exits {} / {} / {}\n",
                          kills_by_hand_, producer().failpoint_kills + pg_projector().failpoint_kills +
