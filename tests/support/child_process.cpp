@@ -11,6 +11,7 @@
 #include <deque>
 #include <fstream>
 #include <stdexcept>
+#include <string_view>
 
 namespace syncline::test {
 
@@ -32,6 +33,22 @@ void ChildProcess::start() {
   argv.push_back(program_.data());
   for (auto& arg : args_) argv.push_back(arg.data());
   argv.push_back(nullptr);
+  // The environment is built before fork(): the child of a multi-threaded test may only call
+  // async-signal-safe functions, so it cannot setenv() itself.
+  std::vector<std::string> overrides;
+  for (const auto& [key, value] : env_) {
+    if (!value.empty()) overrides.push_back(key + "=" + value);  // empty: unset
+  }
+  std::vector<char*> envp;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const std::string_view text(*entry);
+    const auto name = text.substr(0, text.find('='));
+    bool replaced = false;
+    for (const auto& [key, value] : env_) replaced = replaced || key == name;
+    if (!replaced) envp.push_back(*entry);
+  }
+  for (auto& entry : overrides) envp.push_back(entry.data());
+  envp.push_back(nullptr);
   const int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) throw std::runtime_error("cannot open " + log_path_);
   const pid_t pid = ::fork();
@@ -40,16 +57,9 @@ void ChildProcess::start() {
     throw std::runtime_error("fork failed");
   }
   if (pid == 0) {
-    for (const auto& [name, value] : env_) {
-      if (value.empty()) {
-        ::unsetenv(name.c_str());
-      } else {
-        ::setenv(name.c_str(), value.c_str(), 1);
-      }
-    }
     ::dup2(fd, STDOUT_FILENO);
     ::dup2(fd, STDERR_FILENO);
-    ::execv(program_.c_str(), argv.data());
+    ::execve(program_.c_str(), argv.data(), envp.data());
     ::_exit(127);
   }
   ::close(fd);
