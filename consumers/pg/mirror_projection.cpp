@@ -699,7 +699,7 @@ void MirrorProjection::plan_change(const Change& change, TableBatch& batch, bool
                        .params = {schema_, batch.table, change.lsn, change.seq},
                        .events = {change.index}});
     if (shape != nullptr) {
-      sink.add(Statement{.sql = &truncate_sql(batch.table), .params = {change.lsn, change.seq}, .events = {change.index}});
+      sink.add(Statement{.sql = &truncate_rows_sql(batch.table), .params = {change.lsn, change.seq}, .events = {change.index}});
     }
     return;
   }
@@ -830,7 +830,7 @@ void MirrorProjection::emit(TableBatch& batch, Group& group, PlanSink& sink) {
   sink.add(std::move(statement));
 }
 
-const std::string& MirrorProjection::truncate_sql(const std::string& table) {
+const std::string& MirrorProjection::truncate_rows_sql(const std::string& table) {
   auto [it, added] = sql_cache_.try_emplace(std::string("t\x1f") + table);
   if (added) {
     // Rows without a position were not written by the mirror: older than any truncate.

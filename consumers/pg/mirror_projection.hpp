@@ -134,7 +134,7 @@ class MirrorProjection final : public Projection {
   const std::string& statement_sql(GroupKind kind, const std::string& table, const MirrorTableShape& shape,
                                    const std::vector<std::string>& columns,
                                    const std::vector<std::string>& key_columns);
-  const std::string& truncate_sql(const std::string& table);
+  const std::string& truncate_rows_sql(const std::string& table);  // a truncate copy: rows below it
 
   std::string name_ = "mirror";
   std::string schema_;  // the mirror schema

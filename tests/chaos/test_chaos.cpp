@@ -25,6 +25,7 @@
 #include "common/pg.hpp"
 #include "tests/support/chat_demo.hpp"
 #include "tests/support/child_process.hpp"
+#include "tests/support/reconnecting.hpp"
 #include "tests/support/ctl_harness.hpp"
 #include "tests/support/producer_harness.hpp"
 #include "tests/support/stack_env.hpp"
@@ -41,32 +42,6 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
-
-// A connection that is opened again after its server was killed or restarted.
-class Reconnecting {
- public:
-  explicit Reconnecting(std::string dsn) : dsn_(std::move(dsn)) {}
-  pg::PgConnection& get() {
-    if (!db_ || !db_->is_open()) {
-      db_.reset();
-      db_ = std::make_unique<pg::PgConnection>(dsn_, 5s);
-      db_->exec("SET TimeZone = 'UTC'");  // timestamps are compared as text
-    }
-    return *db_;
-  }
-  pg::Result exec(const std::string& sql) {
-    try {
-      return get().exec(sql);
-    } catch (...) {
-      db_.reset();  // the next call connects again
-      throw;
-    }
-  }
-
- private:
-  std::string dsn_;
-  std::unique_ptr<pg::PgConnection> db_;
-};
 
 // What is killed. The Syncline binaries are killed by this test; the services through scripts/stack.
 enum class Target { producer, pg_projector, es_projector, kafka, read_pg, search, write_pg };
@@ -118,10 +93,7 @@ struct Supervised {
 class Chaos : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(require_write_pg());
-    ASSERT_TRUE(require_read_pg());
-    ASSERT_TRUE(require_kafka());
-    ASSERT_TRUE(require_search());
+    ASSERT_TRUE(require_stack());
     name_ = unique_name("chaos");
     const auto& env = stack_env();
     write_ = std::make_unique<Reconnecting>(env.write_pg_dsn);

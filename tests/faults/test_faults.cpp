@@ -27,6 +27,7 @@
 #include "tests/faults/fault_plan.hpp"
 #include "tests/faults/fault_workload.hpp"
 #include "tests/support/child_process.hpp"
+#include "tests/support/reconnecting.hpp"
 #include "tests/support/producer_harness.hpp"
 #include "tests/support/stack_env.hpp"
 #include "syncline_source_dir.hpp"
@@ -92,24 +93,6 @@ std::string differences(const Rows& expected, const Rows& actual, const std::str
   return out;
 }
 
-class Reconnecting {
- public:
-  explicit Reconnecting(std::string dsn) : dsn_(std::move(dsn)) {}
-  pg::PgConnection& get() {
-    if (!db_ || !db_->is_open()) {
-      db_.reset();
-      db_ = std::make_unique<pg::PgConnection>(dsn_, 5s);
-      db_->exec("SET TimeZone = 'UTC'");
-    }
-    return *db_;
-  }
-  void reset() { db_.reset(); }
-
- private:
-  std::string dsn_;
-  std::unique_ptr<pg::PgConnection> db_;
-};
-
 struct Binary {
   const char* name;
   std::unique_ptr<ChildProcess> process;
@@ -121,10 +104,7 @@ struct Binary {
 class Faults : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(require_write_pg());
-    ASSERT_TRUE(require_read_pg());
-    ASSERT_TRUE(require_kafka());
-    ASSERT_TRUE(require_search());
+    ASSERT_TRUE(require_stack());
     name_ = unique_name("faults");
     const auto& env = stack_env();
     write_ = std::make_unique<Reconnecting>(env.write_pg_dsn);

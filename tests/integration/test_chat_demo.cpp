@@ -49,10 +49,7 @@ double dead_letters(int port) {
 class ChatDemo : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(require_write_pg());
-    ASSERT_TRUE(require_read_pg());
-    ASSERT_TRUE(require_kafka());
-    ASSERT_TRUE(require_search());
+    ASSERT_TRUE(require_stack());
     name_ = unique_name("chat");
     const auto& env = stack_env();
     write_ = std::make_unique<pg::PgConnection>(env.write_pg_dsn);

@@ -30,10 +30,7 @@ constexpr int kRows = 30;
 class CtlVerify : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(require_write_pg());
-    ASSERT_TRUE(require_read_pg());
-    ASSERT_TRUE(require_kafka());
-    ASSERT_TRUE(require_search());
+    ASSERT_TRUE(require_stack());
     table_ = unique_name("ctlv_items");
     schema_ = unique_name("ctlv_mirror");
     alias_ = unique_name("ctlv_items_idx");

@@ -169,6 +169,13 @@ const StackEnv& stack_env() {
   return ::testing::AssertionSuccess();
 }
 
+::testing::AssertionResult require_stack() {
+  for (const auto& require : {require_write_pg, require_read_pg, require_kafka, require_search}) {
+    if (auto answered = require(std::chrono::seconds(3)); !answered) return answered;
+  }
+  return ::testing::AssertionSuccess();
+}
+
 ::testing::AssertionResult require_search(std::chrono::milliseconds deadline) {
   const std::string& url = stack_env().search_url;
   try {

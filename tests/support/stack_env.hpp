@@ -32,6 +32,8 @@ std::string stack_value(std::string_view key);
 ::testing::AssertionResult require_read_pg(std::chrono::milliseconds deadline = std::chrono::seconds(3));
 ::testing::AssertionResult require_kafka(std::chrono::milliseconds deadline = std::chrono::seconds(3));
 ::testing::AssertionResult require_search(std::chrono::milliseconds deadline = std::chrono::seconds(3));
+// All four services; the failure names the first that does not answer.
+::testing::AssertionResult require_stack();
 
 // Calls `predicate` until it returns true or `deadline` passes (waiting a little in between);
 // the failure says what was awaited: ASSERT_TRUE(poll_until(..., 10s, "3 committed messages")).
