@@ -2,6 +2,7 @@
 // own, a truncate), planned from consumed events, and the outcome of each.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -26,6 +27,13 @@ inline constexpr std::string_view kSeqField = "syncline_seq";
 // one partition's order; a partial update older than the document from ANOTHER key cannot be
 // ordered against it (dead-lettered, see DocumentPlanner).
 inline constexpr std::string_view kKeyField = "syncline_key";
+// On mapped documents a partial update wrote (merged onto the stored one, or created from its
+// fields alone): true. A whole-document write from another key older than such a document cannot
+// be ordered against the merge either (dead-lettered); older than a whole document, it is stale.
+inline constexpr std::string_view kMergedField = "syncline_merged";
+// Every field Syncline adds to a document: reserved in mappings, left out when comparing stores.
+inline constexpr std::array<std::string_view, 5> kBookkeepingFields = {kVersionField, kTableField, kSeqField,
+                                                                       kKeyField, kMergedField};
 
 // One consumed Kafka record, as the planner sees it. Views into the batch: valid during plan().
 struct Event {
@@ -72,6 +80,7 @@ struct CurrentDocument {
   nlohmann::json source;  // _source
   std::int64_t version = 0;  // its kVersionField (0 when absent)
   std::optional<std::string> key;  // its kKeyField (absent: not written by a mapping of this version)
+  bool merged = false;             // its kMergedField
 };
 
 // Reads documents by (index, id); nullopt for those that do not exist. Throws on transport

@@ -145,6 +145,7 @@ struct DocumentPlanner::Intent {
   // column dropped from the table does not live on; a partial mapping keeps every stored field.
   std::optional<std::vector<std::string>> kept_columns;
   bool row = false;  // from a mirror: a missing base means a gap, not an ordinary first write
+  bool check_merge = false;  // index: a mapping's, into an index partial updates write too
   std::size_t event = 0;
 };
 
@@ -198,7 +199,7 @@ DocumentPlanner::DocumentPlanner(const EsProjectorConfig& config, const std::str
       for (const auto& [name, path] : event.fields) {
         const std::string field_where = fmt::format("{}, field {}", where, name);
         if (name.empty()) throw std::invalid_argument(where + ": a field without a name");
-        if (name == kVersionField || name == kKeyField || name == kTableField || name == kSeqField) {
+        if (std::ranges::find(kBookkeepingFields, name) != kBookkeepingFields.end()) {
           throw std::invalid_argument(field_where + ": the name is reserved for Syncline's bookkeeping");
         }
         if (!names.insert(name).second) throw std::invalid_argument(field_where + ": written twice");
@@ -215,6 +216,12 @@ DocumentPlanner::DocumentPlanner(const EsProjectorConfig& config, const std::str
         for (const auto& type : mapping.events[e].types) route.types[type].push_back(first + e);
       }
     }
+  }
+  for (Mapping& mapping : mappings_) {
+    mapping.index_has_updates =
+        mapping.action == EsAction::index && std::ranges::any_of(mappings_, [&](const Mapping& other) {
+          return other.action == EsAction::update && other.index == mapping.index;
+        });
   }
   // A mirror that is its index's only writer may also truncate documents without kTableField
   // (written before the field existed); in a shared index those could be anyone's.
@@ -356,6 +363,7 @@ void DocumentPlanner::mapping_intents(const Event& event, const Mapping& mapping
     return;
   }
   intent.kind = mapping.action == EsAction::update ? Intent::Kind::partial : Intent::Kind::index;
+  intent.check_merge = mapping.index_has_updates && intent.key.has_value();
   intent.document = json::object();
   for (const Field& field : mapping.fields) {
     const json* value = resolve(envelope, field.path);
@@ -398,8 +406,10 @@ Plan DocumentPlanner::plan(std::span<const Event* const> events, DocumentLookup&
     for (Intent& intent : mine) {
       if (intent.kind != Intent::Kind::delete_older) {
         DocumentKey key{intent.index, intent.id};
-        if (written.insert(key).second && intent.kind == Intent::Kind::partial)
-          to_fetch.push_back(std::move(key));
+        // A mapping's whole-document write needs the stored one too: to tell an unordered write
+        // (older than a merge another key made) from a stale one.
+        const bool needs_base = intent.kind == Intent::Kind::partial || intent.check_merge;
+        if (written.insert(key).second && needs_base) to_fetch.push_back(std::move(key));
       }
       intents.push_back(std::move(intent));
     }
@@ -416,6 +426,7 @@ Plan DocumentPlanner::plan(std::span<const Event* const> events, DocumentLookup&
     std::int64_t seq = 0;
     std::string table;               // kTableField ("" when absent)
     std::optional<std::string> key;  // kKeyField
+    bool merged = false;             // kMergedField
   };
   using Position = std::pair<std::int64_t, std::int64_t>;  // (version, seq)
   std::map<DocumentKey, Stored> overlay;
@@ -431,7 +442,8 @@ Plan DocumentPlanner::plan(std::span<const Event* const> events, DocumentLookup&
       found->second = std::move(stored);
     }
   };
-  const auto index_step = [&](const Intent& intent, json document) {
+  const auto below = [](const Position& position, const Position& floor) { return position < floor; };
+  const auto index_step = [&](const Intent& intent, json document, bool merged) {
     document[kVersionField] = intent.version;
     if (intent.row) {
       document[kTableField] = intent.table;
@@ -441,11 +453,62 @@ Plan DocumentPlanner::plan(std::span<const Event* const> events, DocumentLookup&
     } else {
       document.erase(kKeyField);  // merged from a document another key wrote
     }
+    if (merged && !intent.row) {
+      document[kMergedField] = true;
+    } else {
+      document.erase(kMergedField);
+    }
     plan.steps.emplace_back(BulkAction{BulkAction::Kind::index, intent.index, intent.id, intent.version,
                                        document.dump(), intent.event});
-    write({intent.index, intent.id}, {std::move(document), intent.version, intent.seq, intent.table, intent.key});
+    write({intent.index, intent.id},
+          {std::move(document), intent.version, intent.seq, intent.table, intent.key, merged && !intent.row});
   };
-  const auto below = [](const Position& position, const Position& floor) { return position < floor; };
+  // What the engine holds for the intent's document once the steps so far are applied: the
+  // batch's own writes first, else the lookup (nullptr: nothing known).
+  const auto base_of = [&](const Intent& intent) -> Stored* {
+    const DocumentKey key{intent.index, intent.id};
+    if (const auto known = overlay.find(key); known != overlay.end()) return &known->second;
+    const auto found = fetched.find(key);
+    if (found == fetched.end() || !found->second) return nullptr;
+    // The lookup saw the engine before this batch: a truncate of its table planned since
+    // deletes it if it is below the truncate.
+    const json& source = found->second->source;
+    const std::string* table = string_member(source, kTableField);
+    const json* seq = member(source, kSeqField);
+    const std::int64_t stored_seq = seq != nullptr && seq->is_number_integer() ? seq->get<std::int64_t>() : 0;
+    const auto floor = truncated.find({intent.index, table != nullptr ? *table : std::string()});
+    const bool truncated_since =
+        floor != truncated.end() && below({found->second->version, stored_seq}, floor->second);
+    return &overlay
+                .emplace(key, Stored{truncated_since ? std::nullopt : std::optional<json>(source),
+                                     found->second->version, stored_seq, table != nullptr ? *table : std::string(),
+                                     found->second->key, found->second->merged})
+                .first->second;
+  };
+  // A mapping's write older than the stored document, from another Kafka key than the one that
+  // wrote it, where ordered delivery would have combined the two (a partial update onto anything,
+  // a whole document under a merge): nobody ordered them, so merging, replacing or skipping would
+  // each lose a write. The event goes to the dead-letter topic, with all its targets.
+  const auto unordered = [&](const Intent& intent, const Stored& base) {
+    if (intent.row || base.version <= intent.version || !base.key || !intent.key || *base.key == *intent.key)
+      return false;
+    if (intent.kind == Intent::Kind::index && !base.merged) return false;  // replaced under order: stale
+    rejected.insert(intent.event);
+    stale.erase(intent.event);
+    std::erase_if(plan.steps, [&](const Step& step) {
+      return std::visit([&](const auto& planned) { return planned.event == intent.event; }, step);
+    });
+    plan.rejected.emplace_back(
+        intent.event,
+        fmt::format("index {} document {}: this {} (Kafka key {}, version {}) is older than the stored document "
+                    "(version {}), which {} with another Kafka key ({}) wrote; events of different keys are not "
+                    "ordered, so it cannot be applied or skipped safely. Fix: map ids that follow the aggregate "
+                    "id (the Kafka key), or use `index` actions with the whole document; then re-apply this event",
+                    intent.index, intent.id, intent.kind == Intent::Kind::partial ? "partial update" : "document",
+                    *intent.key, intent.version, base.version,
+                    base.merged ? "a partial update" : "an event", *base.key));
+    return true;
+  };
 
   for (Intent& intent : intents) {
     if (rejected.contains(intent.event)) continue;  // its other targets
@@ -474,49 +537,17 @@ Plan DocumentPlanner::plan(std::span<const Event* const> events, DocumentLookup&
             BulkAction{BulkAction::Kind::remove, intent.index, intent.id, intent.version, {}, intent.event});
         write({intent.index, intent.id}, {std::nullopt, intent.version, intent.seq, intent.table, intent.key});
         break;
-      case Intent::Kind::index:
-        index_step(intent, std::move(intent.document));
+      case Intent::Kind::index: {
+        const Stored* base = intent.check_merge ? base_of(intent) : nullptr;
+        if (base != nullptr && unordered(intent, *base)) break;
+        index_step(intent, std::move(intent.document), false);
         break;
+      }
       case Intent::Kind::partial: {
-        const DocumentKey key{intent.index, intent.id};
-        std::optional<Stored> base;
-        if (const auto known = overlay.find(key); known != overlay.end()) {
-          base = known->second;
-        } else if (const auto found = fetched.find(key); found != fetched.end() && found->second) {
-          // The lookup saw the engine before this batch: a truncate of its table planned since
-          // deletes it if it is below the truncate.
-          const json& source = found->second->source;
-          const std::string* table = string_member(source, kTableField);
-          const json* seq = member(source, kSeqField);
-          const std::int64_t stored_seq = seq != nullptr && seq->is_number_integer() ? seq->get<std::int64_t>() : 0;
-          const auto floor = truncated.find({intent.index, table != nullptr ? *table : std::string()});
-          const bool truncated_since =
-              floor != truncated.end() && below({found->second->version, stored_seq}, floor->second);
-          base = Stored{truncated_since ? std::nullopt : std::optional<json>(source), found->second->version,
-                        stored_seq, table != nullptr ? *table : std::string(), found->second->key};
-          overlay.emplace(key, *base);
-        }
-        if (base && base->version > intent.version) {
-          // A replay of this key (its events are in one partition's order) is stale. From another
-          // key, the stored document and this update were ordered by nobody: merging or skipping
-          // would each lose a write, so an operator decides.
-          if (!intent.row && base->key && intent.key && *base->key != *intent.key) {
-            rejected.insert(intent.event);
-            stale.erase(intent.event);
-            std::erase_if(plan.steps, [&](const Step& step) {
-              return std::visit([&](const auto& planned) { return planned.event == intent.event; }, step);
-            });
-            plan.rejected.emplace_back(
-                intent.event,
-                fmt::format("index {} document {}: this partial update (Kafka key {}, version {}) is older than "
-                            "the stored document (version {}), which an event with another Kafka key ({}) wrote; "
-                            "events of different keys are not ordered, so the update cannot be merged or skipped "
-                            "safely. Fix: map ids that follow the aggregate id (the Kafka key), or use `index` "
-                            "actions with the whole document; then re-apply this event",
-                            intent.index, intent.id, *intent.key, intent.version, base->version, *base->key));
-            break;
-          }
-          stale.insert(intent.event);
+        Stored* base = base_of(intent);
+        if (base != nullptr && base->version > intent.version) {
+          // A replay of this key (its events are in one partition's order) is stale.
+          if (!unordered(intent, *base)) stale.insert(intent.event);
           break;
         }
         if (!base || !base->source || !base->source->is_object()) {
@@ -526,7 +557,7 @@ Plan DocumentPlanner::plan(std::span<const Event* const> events, DocumentLookup&
                 "stored; indexing it without them",
                 intent.index, intent.id);
           }
-          index_step(intent, std::move(intent.document));
+          index_step(intent, std::move(intent.document), true);
           break;
         }
         json document;
@@ -540,7 +571,7 @@ Plan DocumentPlanner::plan(std::span<const Event* const> events, DocumentLookup&
           document = std::move(*base->source);
           for (auto& [name, value] : intent.document.items()) document[name] = std::move(value);
         }
-        index_step(intent, std::move(document));
+        index_step(intent, std::move(document), true);
         break;
       }
     }

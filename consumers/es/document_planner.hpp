@@ -78,6 +78,9 @@ class DocumentPlanner {
     JsonPath id;
     std::vector<Field> fields;
     std::string label;  // "mapping 1 (index messages)", for reasons
+    // An `index` action into an index some `update` action also writes: its documents may hold a
+    // merge, so the write is checked against the stored document (see plan()).
+    bool index_has_updates = false;
   };
   // string_view lookups without building a std::string per record.
   struct StringHash {

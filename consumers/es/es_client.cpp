@@ -183,7 +183,8 @@ std::string gc_deletes_value(std::chrono::milliseconds retention) { return fmt::
 json bookkeeping_properties() {
   return {{std::string(kTableField), {{"type", "keyword"}}},
           {std::string(kSeqField), {{"type", "long"}}},
-          {std::string(kKeyField), {{"type", "keyword"}}}};
+          {std::string(kKeyField), {{"type", "keyword"}}},
+          {std::string(kMergedField), {{"type", "boolean"}}}};
 }
 
 json create_index_body(const EsIndexConfig& index, std::chrono::milliseconds delete_retention,
@@ -563,6 +564,8 @@ std::map<std::pair<std::string, std::string>, std::optional<CurrentDocument>> Es
         }
         const auto key = current.source.find(std::string(kKeyField));
         if (key != current.source.end() && key->is_string()) current.key = key->get<std::string>();
+        const auto merged = current.source.find(std::string(kMergedField));
+        current.merged = merged != current.source.end() && merged->is_boolean() && merged->get<bool>();
       }
       slot = std::move(current);
     }

@@ -52,7 +52,8 @@ class FakeLookup : public DocumentLookup {
     const std::int64_t version = source.value(std::string(kVersionField), std::int64_t{0});
     std::optional<std::string> key;
     if (source.contains(std::string(kKeyField))) key = source[std::string(kKeyField)].get<std::string>();
-    stored[{index, id}] = CurrentDocument{std::move(source), version, std::move(key)};
+    const bool merged = source.value(std::string(kMergedField), false);
+    stored[{index, id}] = CurrentDocument{std::move(source), version, std::move(key), merged};
   }
 };
 
@@ -158,13 +159,13 @@ const BulkAction& action(const Plan& plan, std::size_t step) {
 // The document a step writes, without the bookkeeping fields (bookkeeping() has them).
 json document(const Plan& plan, std::size_t step) {
   json source = json::parse(action(plan, step).source);
-  for (const auto field : {kTableField, kSeqField, kKeyField}) source.erase(std::string(field));
+  for (const auto field : {kTableField, kSeqField, kKeyField, kMergedField}) source.erase(std::string(field));
   return source;
 }
 json bookkeeping(const Plan& plan, std::size_t step) {
   const json source = json::parse(action(plan, step).source);
   json out = json::object();
-  for (const auto field : {kTableField, kSeqField, kKeyField}) {
+  for (const auto field : {kTableField, kSeqField, kKeyField, kMergedField}) {
     if (source.contains(std::string(field))) out[std::string(field)] = source[std::string(field)];
   }
   return out;
@@ -726,7 +727,8 @@ TEST(DocumentPlannerMapping, merges_an_update_onto_a_document_indexed_earlier_in
                                      {"sent_at", "2026-11-22T10:00:00.123Z"},
                                      {"tag", "t"},
                                      {"syncline_version", 0x400}}));
-  EXPECT_THAT(lookup.calls, IsEmpty());
+  // One lookup, for the whole document (is a merge stored?); the update merges onto the batch's.
+  EXPECT_THAT(lookup.calls, ElementsAre(ElementsAre(DocumentKey{"messages", "m-1"})));
 }
 
 TEST(DocumentPlannerMapping, marks_an_update_older_than_the_stored_document_stale) {
@@ -1004,6 +1006,89 @@ TEST(DocumentPlannerMapping, counts_an_older_update_from_the_same_key_as_stale) 
   EXPECT_THAT(plan.rejected, IsEmpty());
   EXPECT_THAT(plan.steps, IsEmpty());
   EXPECT_EQ(plan.stale, (std::vector<std::size_t>{0}));
+}
+
+// A whole document (MessageSent) older than a merge another key made: under order it would have
+// come first and the merge kept its fields; skipping it as stale would lose them.
+TEST(DocumentPlannerMapping, dead_letters_an_older_document_from_another_key_under_a_merge) {
+  const DocumentPlanner planner(config(), "app");
+  FakeLookup lookup;
+  lookup.store("messages", "m-1",
+               {{"text", "edited"}, {"syncline_version", 0x500}, {"syncline_key", "c-1"}, {"syncline_merged", true}});
+  const Plan plan = Batch()
+                        .add(kConversations, "c-2", "MessageSent",
+                             domain_event("MessageSent", {{"message_id", "m-1"}, {"text", "first"}}, "0/300", "c-2"))
+                        .plan(planner, lookup);
+  const std::string reason = only_rejection(plan);
+  EXPECT_THAT(reason, HasSubstr("document m-1"));
+  EXPECT_THAT(reason, HasSubstr("a partial update with another Kafka key (c-1)"));
+  EXPECT_THAT(reason, HasSubstr("(Kafka key c-2, version 768)"));
+  EXPECT_THAT(plan.stale, IsEmpty());
+}
+
+TEST(DocumentPlannerMapping, dead_letters_an_older_document_under_a_merge_made_earlier_in_the_batch) {
+  const DocumentPlanner planner(config(), "app");
+  FakeLookup lookup;
+  const Plan plan = Batch()
+                        .add(kConversations, "c-1", "MessageEdited",
+                             domain_event("MessageEdited", {{"message_id", "m-1"}, {"text", "edited"}}, "0/500", "c-1"))
+                        .add(kConversations, "c-2", "MessageSent",
+                             domain_event("MessageSent", {{"message_id", "m-1"}, {"text", "first"}}, "0/300", "c-2"))
+                        .plan(planner, lookup);
+  ASSERT_EQ(plan.steps.size(), 1U);
+  EXPECT_EQ(action(plan, 0).event, 0U);
+  EXPECT_EQ(bookkeeping(plan, 0), json({{"syncline_key", "c-1"}, {"syncline_merged", true}}));
+  ASSERT_EQ(plan.rejected.size(), 1U);
+  EXPECT_EQ(plan.rejected.front().first, 1U);
+  EXPECT_THAT(plan.stale, IsEmpty());
+}
+
+// Replaced under order too: the newer whole document wins, the older one is stale.
+TEST(DocumentPlannerMapping, counts_an_older_document_from_another_key_over_a_whole_document_as_stale) {
+  const DocumentPlanner planner(config(), "app");
+  FakeLookup lookup;
+  lookup.store("messages", "m-1", {{"text", "new"}, {"syncline_version", 0x500}, {"syncline_key", "c-1"}});
+  const Plan plan = Batch()
+                        .add(kConversations, "c-2", "MessageSent",
+                             domain_event("MessageSent", {{"message_id", "m-1"}, {"text", "old"}}, "0/300", "c-2"))
+                        .plan(planner, lookup);
+  EXPECT_THAT(plan.rejected, IsEmpty());
+  ASSERT_EQ(plan.steps.size(), 1U);  // the engine's version check skips it
+  EXPECT_EQ(action(plan, 0).version, 0x300);
+}
+
+TEST(DocumentPlannerMapping, a_newer_document_replaces_a_merge_and_clears_the_mark) {
+  const DocumentPlanner planner(config(), "app");
+  FakeLookup lookup;
+  lookup.store("messages", "m-1",
+               {{"text", "edited"}, {"syncline_version", 0x300}, {"syncline_key", "c-1"}, {"syncline_merged", true}});
+  const Plan plan = Batch()
+                        .add(kConversations, "c-2", "MessageSent",
+                             domain_event("MessageSent", {{"message_id", "m-1"}, {"text", "sent"}}, "0/500", "c-2"))
+                        .plan(planner, lookup);
+  EXPECT_THAT(plan.rejected, IsEmpty());
+  ASSERT_EQ(plan.steps.size(), 1U);
+  EXPECT_EQ(bookkeeping(plan, 0), json({{"syncline_key", "c-2"}}));
+}
+
+// An index no update action writes holds no merges: its documents are written without a lookup.
+TEST(DocumentPlannerMapping, looks_up_documents_for_whole_writes_only_where_updates_merge) {
+  EsProjectorConfig with_updates = config();
+  EsProjectorConfig without = config();
+  without.mappings.front().events.erase(without.mappings.front().events.begin() + 1);  // MessageEdited
+  for (const EsProjectorConfig* current : {&with_updates, &without}) {
+    const DocumentPlanner planner(*current, "app");
+    FakeLookup lookup;
+    Batch()
+        .add(kConversations, "c-1", "MessageSent",
+             domain_event("MessageSent", {{"message_id", "m-1"}, {"text", "t"}}, "0/200", "c-1"))
+        .plan(planner, lookup);
+    if (current == &with_updates) {
+      EXPECT_THAT(lookup.calls, ElementsAre(ElementsAre(DocumentKey{"messages", "m-1"})));
+    } else {
+      EXPECT_THAT(lookup.calls, IsEmpty());
+    }
+  }
 }
 
 }  // namespace

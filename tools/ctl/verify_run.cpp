@@ -398,8 +398,7 @@ class EsMirrorStore final : public ReadStore {
       StoredRow stored;
       stored.values = std::move(current->source);
       if (stored.values.is_object()) {
-        for (const auto field : {es_projector::kVersionField, es_projector::kTableField, es_projector::kSeqField,
-                                 es_projector::kKeyField})
+        for (const auto field : es_projector::kBookkeepingFields)
           stored.values.erase(std::string(field));
       }
       if (current->version > 0) stored.position = Lsn(static_cast<std::uint64_t>(current->version));
