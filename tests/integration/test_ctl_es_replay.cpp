@@ -16,6 +16,7 @@
 #include "common/config.hpp"
 #include "common/http_client.hpp"
 #include "common/shutdown.hpp"
+#include "consumers/es/bulk_action.hpp"
 #include "tests/support/ctl_harness.hpp"
 #include "tests/support/pg_projector_harness.hpp"
 #include "tests/support/stack_env.hpp"
@@ -122,8 +123,7 @@ class CtlEsReplay : public ::testing::Test {
     const json body = json::parse(response.body);
     for (const auto& hit : body["hits"]["hits"]) {
       json source = hit["_source"];
-      for (const char* field : {"syncline_version", "syncline_table", "syncline_seq", "syncline_key"})
-        source.erase(field);
+      for (const auto field : es_projector::kBookkeepingFields) source.erase(std::string(field));
       out[hit["_id"].get<std::string>()] = source;
     }
     return out;
