@@ -46,22 +46,7 @@ class PgProjectorRecreatedTopic : public ::testing::Test {
     publisher.commit();
   }
 
-  // Deletes the topic and creates it again, empty, under the same name (a new topic id).
-  ::testing::AssertionResult recreate() {
-    kafka::AdminClient admin({{"bootstrap.servers", stack_env().kafka_bootstrap}});
-    admin.delete_topics({topic_}, 30s);
-    // Deletion is asynchronous: creating succeeds once the broker has finished it.
-    return poll_until(
-        [&] {
-          try {
-            EventPublisher::create_topics({topic_}, 1);
-            return admin.describe_topic(topic_, 5s).has_value();
-          } catch (const std::exception&) {
-            return false;
-          }
-        },
-        60s, "the topic deleted and created again");
-  }
+  ::testing::AssertionResult recreate() { return recreate_topic(topic_); }
 
   std::int64_t high_watermark() {
     kafka::AdminClient admin({{"bootstrap.servers", stack_env().kafka_bootstrap}});

@@ -216,4 +216,20 @@ std::int64_t committed_offsets(const std::string& group, const std::string& topi
   return sum;
 }
 
+::testing::AssertionResult recreate_topic(const std::string& topic, int partitions) {
+  kafka::AdminClient admin({{"bootstrap.servers", stack_env().kafka_bootstrap}});
+  admin.delete_topics({topic}, std::chrono::seconds(30));
+  // Deletion is asynchronous: creating succeeds once the broker has finished it.
+  return poll_until(
+      [&] {
+        try {
+          EventPublisher::create_topics({topic}, partitions);
+          return admin.describe_topic(topic, std::chrono::seconds(5)).has_value();
+        } catch (const std::exception&) {
+          return false;
+        }
+      },
+      std::chrono::seconds(60), "topic " + topic + " deleted and created again");
+}
+
 }  // namespace syncline::test

@@ -117,4 +117,8 @@ nlohmann::json row_change(const std::string& table, char op, nlohmann::json afte
 // The next offsets committed to Kafka by `group`, summed over the partitions of `topic`.
 std::int64_t committed_offsets(const std::string& group, const std::string& topic);
 
+// Deletes `topic` and creates it again, empty, with `partitions` (a new topic id under the same
+// name); fails when the broker has not finished the deletion within a minute.
+::testing::AssertionResult recreate_topic(const std::string& topic, int partitions = 1);
+
 }  // namespace syncline::test
