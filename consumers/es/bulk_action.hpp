@@ -20,7 +20,9 @@ namespace syncline::es_projector {
 // (which cannot carry an external version) are stale-proof too.
 inline constexpr std::string_view kVersionField = "syncline_version";
 // Beside it on mirror documents: the table ("schema.table") and the change's source.seq, so that a
-// truncate deletes only its own table's documents, and only those below (version, seq) of it.
+// truncate deletes only its own table's documents, and only those below (version, seq) of it. On
+// mapped documents the seq too: two Kafka keys' events of one transaction (one version) are
+// ordered by it.
 inline constexpr std::string_view kTableField = "syncline_table";
 inline constexpr std::string_view kSeqField = "syncline_seq";
 // On mapped documents: the Kafka key of the event that last wrote it. Events of one key are in

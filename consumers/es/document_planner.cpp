@@ -279,7 +279,7 @@ void DocumentPlanner::intents_of(const Event& event, const Route& route, std::ve
     // A truncate comes once per partition; a mapping is not a version-floored mirror and applies
     // only the copy on partition 0.
     if (is_extra_truncate_copy(envelope, event.partition)) return;
-    for (const std::size_t m : typed->second) mapping_intents(event, mappings_[m], version, out);
+    for (const std::size_t m : typed->second) mapping_intents(event, mappings_[m], version, seq, out);
   }
 }
 
@@ -339,12 +339,13 @@ void DocumentPlanner::mirror_intents(const Event& event, const Mirror& mirror, s
 }
 
 void DocumentPlanner::mapping_intents(const Event& event, const Mapping& mapping, std::int64_t version,
-                                      std::vector<Intent>& out) const {
+                                      std::int64_t seq, std::vector<Intent>& out) const {
   const json& envelope = *event.value;
   const std::string where = mapping.label + ", type " + std::string(event.type);
   Intent intent;
   intent.index = mapping.index;
   intent.version = version;
+  intent.seq = seq;
   intent.event = event.index;
   if (event.key) intent.key = std::string(*event.key);
   const json* id = resolve(envelope, mapping.id);
@@ -445,9 +446,9 @@ Plan DocumentPlanner::plan(std::span<const Event* const> events, DocumentLookup&
   const auto below = [](const Position& position, const Position& floor) { return position < floor; };
   const auto index_step = [&](const Intent& intent, json document, bool merged) {
     document[kVersionField] = intent.version;
+    document[kSeqField] = intent.seq;
     if (intent.row) {
       document[kTableField] = intent.table;
-      document[kSeqField] = intent.seq;
     } else if (intent.key) {
       document[kKeyField] = *intent.key;
     } else {
@@ -489,9 +490,16 @@ Plan DocumentPlanner::plan(std::span<const Event* const> events, DocumentLookup&
   // wrote it, where ordered delivery would have combined the two (a partial update onto anything,
   // a whole document under a merge): nobody ordered them, so merging, replacing or skipping would
   // each lose a write. The event goes to the dead-letter topic, with all its targets.
+  // Older than the stored document: by version for the key that wrote it (its partition's order
+  // is the commit order); from another key by (version, seq), so that two keys' events of one
+  // transaction are ordered too.
+  const auto older = [&](const Intent& intent, const Stored& base) {
+    if (!intent.row && base.key && intent.key && *base.key != *intent.key)
+      return below({intent.version, intent.seq}, {base.version, base.seq});
+    return base.version > intent.version;
+  };
   const auto unordered = [&](const Intent& intent, const Stored& base) {
-    if (intent.row || base.version <= intent.version || !base.key || !intent.key || *base.key == *intent.key)
-      return false;
+    if (intent.row || !base.key || !intent.key || *base.key == *intent.key || !older(intent, base)) return false;
     if (intent.kind == Intent::Kind::index && !base.merged) return false;  // replaced under order: stale
     rejected.insert(intent.event);
     stale.erase(intent.event);
@@ -500,12 +508,12 @@ Plan DocumentPlanner::plan(std::span<const Event* const> events, DocumentLookup&
     });
     plan.rejected.emplace_back(
         intent.event,
-        fmt::format("index {} document {}: this {} (Kafka key {}, version {}) is older than the stored document "
-                    "(version {}), which {} with another Kafka key ({}) wrote; events of different keys are not "
+        fmt::format("index {} document {}: this {} (Kafka key {}, version {}, seq {}) is older than the stored "
+                    "document (version {}, seq {}), which {} with another Kafka key ({}) wrote; events of different keys are not "
                     "ordered, so it cannot be applied or skipped safely. Fix: map ids that follow the aggregate "
                     "id (the Kafka key), or use `index` actions with the whole document; then re-apply this event",
                     intent.index, intent.id, intent.kind == Intent::Kind::partial ? "partial update" : "document",
-                    *intent.key, intent.version, base.version,
+                    *intent.key, intent.version, intent.seq, base.version, base.seq,
                     base.merged ? "a partial update" : "an event", *base.key));
     return true;
   };
@@ -539,13 +547,18 @@ Plan DocumentPlanner::plan(std::span<const Event* const> events, DocumentLookup&
         break;
       case Intent::Kind::index: {
         const Stored* base = intent.check_merge ? base_of(intent) : nullptr;
-        if (base != nullptr && unordered(intent, *base)) break;
+        if (base != nullptr && older(intent, *base)) {
+          // Stale (the engine would refuse an older version too; an equal one of an earlier seq it
+          // would take), unless it cannot be ordered against a merge.
+          if (!unordered(intent, *base)) stale.insert(intent.event);
+          break;
+        }
         index_step(intent, std::move(intent.document), false);
         break;
       }
       case Intent::Kind::partial: {
         Stored* base = base_of(intent);
-        if (base != nullptr && base->version > intent.version) {
+        if (base != nullptr && older(intent, *base)) {
           // A replay of this key (its events are in one partition's order) is stale.
           if (!unordered(intent, *base)) stale.insert(intent.event);
           break;

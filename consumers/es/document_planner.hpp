@@ -102,7 +102,7 @@ class DocumentPlanner {
   void intents_of(const Event& event, const Route& route, std::vector<Intent>& out) const;
   void mirror_intents(const Event& event, const Mirror& mirror, std::int64_t version, std::int64_t seq,
                       std::vector<Intent>& out) const;
-  void mapping_intents(const Event& event, const Mapping& mapping, std::int64_t version,
+  void mapping_intents(const Event& event, const Mapping& mapping, std::int64_t version, std::int64_t seq,
                        std::vector<Intent>& out) const;
 
   std::vector<Mirror> mirrors_;

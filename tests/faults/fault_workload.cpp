@@ -330,11 +330,20 @@ void Workload::one(Model& m) {
       std::optional<std::pair<std::int64_t, std::int64_t>> moved_item;
       if (dice < 300) {
         if (m.accounts.size() < static_cast<std::size_t>(kAccounts) && (m.accounts.size() < 20 || m.chance(0.15))) {
-          command = "AccountOpened";
+          // A third of the accounts open with a first transfer in the same transaction: two Kafka
+          // keys writing one search document at one version, ordered only by seq.
+          const bool with_transfer = m.chance(0.33);
+          command = with_transfer ? "AccountOpened + TransferNoted" : "AccountOpened";
           const auto account = fmt::format("a{}", m.accounts.size() + 1 + m.uniform(0, 0));
           opened = account;
-          emit_event(tx, name_, via, m.uuid(), "account", account, command,
+          emit_event(tx, name_, via, m.uuid(), "account", account, "AccountOpened",
                      json{{"account_id", account}, {"owner", fmt::format("owner-{}", m.uniform(1, 99999))}});
+          if (with_transfer) {
+            const auto transfer = fmt::format("t{}", m.next_transfer);
+            emit_event(tx, name_, m.chance(0.5) ? "outbox" : "message", m.uuid(), "transfer", transfer,
+                       "TransferNoted",
+                       json{{"account_id", account}, {"transfer_id", transfer}, {"amount", m.uniform(1, 500)}});
+          }
         } else if (m.accounts.empty()) {
           return;
         } else {
@@ -451,7 +460,7 @@ void Workload::one(Model& m) {
       }
       tx.commit();
       if (opened) m.accounts.push_back(*opened);
-      if (command == "TransferNoted") ++m.next_transfer;
+      if (command == "TransferNoted" || command == "AccountOpened + TransferNoted") ++m.next_transfer;
       if (inserted_item) {
         m.items.insert(*inserted_item);
         m.deleted_items.erase(*inserted_item);

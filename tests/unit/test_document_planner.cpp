@@ -976,7 +976,7 @@ TEST(DocumentPlannerBookkeeping, mirror_documents_carry_table_and_seq_and_mapped
                         .plan(planner, lookup);
   ASSERT_EQ(plan.steps.size(), 2U);
   EXPECT_EQ(bookkeeping(plan, 0), json({{"syncline_table", "public.users"}, {"syncline_seq", 3}}));
-  EXPECT_EQ(bookkeeping(plan, 1), json({{"syncline_key", "c-42"}}));
+  EXPECT_EQ(bookkeeping(plan, 1), json({{"syncline_seq", 1}, {"syncline_key", "c-42"}}));
 }
 
 TEST(DocumentPlannerMapping, dead_letters_an_older_update_from_another_key_naming_document_keys_and_fix) {
@@ -1022,7 +1022,7 @@ TEST(DocumentPlannerMapping, dead_letters_an_older_document_from_another_key_und
   const std::string reason = only_rejection(plan);
   EXPECT_THAT(reason, HasSubstr("document m-1"));
   EXPECT_THAT(reason, HasSubstr("a partial update with another Kafka key (c-1)"));
-  EXPECT_THAT(reason, HasSubstr("(Kafka key c-2, version 768)"));
+  EXPECT_THAT(reason, HasSubstr("(Kafka key c-2, version 768, seq 1)"));
   EXPECT_THAT(plan.stale, IsEmpty());
 }
 
@@ -1037,7 +1037,7 @@ TEST(DocumentPlannerMapping, dead_letters_an_older_document_under_a_merge_made_e
                         .plan(planner, lookup);
   ASSERT_EQ(plan.steps.size(), 1U);
   EXPECT_EQ(action(plan, 0).event, 0U);
-  EXPECT_EQ(bookkeeping(plan, 0), json({{"syncline_key", "c-1"}, {"syncline_merged", true}}));
+  EXPECT_EQ(bookkeeping(plan, 0), json({{"syncline_seq", 1}, {"syncline_key", "c-1"}, {"syncline_merged", true}}));
   ASSERT_EQ(plan.rejected.size(), 1U);
   EXPECT_EQ(plan.rejected.front().first, 1U);
   EXPECT_THAT(plan.stale, IsEmpty());
@@ -1053,8 +1053,8 @@ TEST(DocumentPlannerMapping, counts_an_older_document_from_another_key_over_a_wh
                              domain_event("MessageSent", {{"message_id", "m-1"}, {"text", "old"}}, "0/300", "c-2"))
                         .plan(planner, lookup);
   EXPECT_THAT(plan.rejected, IsEmpty());
-  ASSERT_EQ(plan.steps.size(), 1U);  // the engine's version check skips it
-  EXPECT_EQ(action(plan, 0).version, 0x300);
+  EXPECT_THAT(plan.steps, IsEmpty());
+  EXPECT_EQ(plan.stale, (std::vector<std::size_t>{0}));
 }
 
 TEST(DocumentPlannerMapping, a_newer_document_replaces_a_merge_and_clears_the_mark) {
@@ -1068,7 +1068,7 @@ TEST(DocumentPlannerMapping, a_newer_document_replaces_a_merge_and_clears_the_ma
                         .plan(planner, lookup);
   EXPECT_THAT(plan.rejected, IsEmpty());
   ASSERT_EQ(plan.steps.size(), 1U);
-  EXPECT_EQ(bookkeeping(plan, 0), json({{"syncline_key", "c-2"}}));
+  EXPECT_EQ(bookkeeping(plan, 0), json({{"syncline_seq", 1}, {"syncline_key", "c-2"}}));
 }
 
 // An index no update action writes holds no merges: its documents are written without a lookup.
@@ -1089,6 +1089,69 @@ TEST(DocumentPlannerMapping, looks_up_documents_for_whole_writes_only_where_upda
       EXPECT_THAT(lookup.calls, IsEmpty());
     }
   }
+}
+
+// Two Kafka keys' events of ONE transaction share the version; their seq orders them.
+json at_seq(json envelope, int seq) {
+  envelope["source"]["seq"] = seq;
+  return envelope;
+}
+
+TEST(DocumentPlannerMapping, dead_letters_a_document_of_the_same_transaction_before_a_merge_from_another_key) {
+  const DocumentPlanner planner(config(), "app");
+  FakeLookup lookup;
+  // Committed: MessageSent (seq 1) then MessageEdited (seq 2); consumed the other way round.
+  const Plan plan =
+      Batch()
+          .add(kConversations, "c-1", "MessageEdited",
+               at_seq(domain_event("MessageEdited", {{"message_id", "m-1"}, {"text", "edited"}}, "0/400", "c-1"), 2))
+          .add(kConversations, "c-2", "MessageSent",
+               at_seq(domain_event("MessageSent", {{"message_id", "m-1"}, {"text", "sent"}}, "0/400", "c-2"), 1))
+          .plan(planner, lookup);
+  ASSERT_EQ(plan.steps.size(), 1U);
+  EXPECT_EQ(action(plan, 0).event, 0U);
+  ASSERT_EQ(plan.rejected.size(), 1U);
+  EXPECT_EQ(plan.rejected.front().first, 1U);
+  EXPECT_THAT(plan.rejected.front().second, HasSubstr("(Kafka key c-2, version 1024, seq 1)"));
+}
+
+// m-1 as MessageSent from key c-2 wrote it, second in transaction 0/400.
+FakeLookup sent_by_c2_at_seq_2() {
+  FakeLookup lookup;
+  lookup.store("messages", "m-1",
+               {{"text", "sent"}, {"syncline_version", 0x400}, {"syncline_seq", 2}, {"syncline_key", "c-2"}});
+  return lookup;
+}
+
+TEST(DocumentPlannerMapping, dead_letters_an_update_of_the_same_transaction_before_a_stored_document_of_another_key) {
+  const DocumentPlanner planner(config(), "app");
+  FakeLookup lookup = sent_by_c2_at_seq_2();
+  const Plan plan =
+      Batch()
+          .add(kConversations, "c-1", "MessageEdited",
+               at_seq(domain_event("MessageEdited", {{"message_id", "m-1"}, {"text", "edited"}}, "0/400", "c-1"), 1))
+          .plan(planner, lookup);
+  EXPECT_THAT(only_rejection(plan), HasSubstr("version 1024, seq 2"));
+}
+
+TEST(DocumentPlannerMapping, orders_one_transactions_writes_from_two_keys_by_seq) {
+  const DocumentPlanner planner(config(), "app");
+  FakeLookup lookup = sent_by_c2_at_seq_2();
+  const Plan plan =
+      Batch()
+          // earlier in the transaction than the stored document, whole: stale (not sent)
+          .add(kConversations, "c-1", "MessageSent",
+               at_seq(domain_event("MessageSent", {{"message_id", "m-1"}, {"text", "first"}}, "0/400", "c-1"), 1))
+          // later: merged
+          .add(kConversations, "c-3", "MessageEdited",
+               at_seq(domain_event("MessageEdited", {{"message_id", "m-1"}, {"text", "edited"}}, "0/400", "c-3"), 3))
+          .plan(planner, lookup);
+  EXPECT_THAT(plan.rejected, IsEmpty());
+  EXPECT_EQ(plan.stale, (std::vector<std::size_t>{0}));
+  ASSERT_EQ(plan.steps.size(), 1U);
+  EXPECT_EQ(action(plan, 0).event, 1U);
+  EXPECT_EQ(document(plan, 0)["text"], "edited");
+  EXPECT_EQ(bookkeeping(plan, 0), json({{"syncline_seq", 3}, {"syncline_key", "c-3"}, {"syncline_merged", true}}));
 }
 
 }  // namespace
