@@ -454,15 +454,15 @@ Plan DocumentPlanner::plan(std::span<const Event* const> events, DocumentLookup&
     } else {
       document.erase(kKeyField);  // merged from a document another key wrote
     }
-    if (merged && !intent.row) {
+    const bool marked = merged && !intent.row;  // rows are never merges of two writers
+    if (marked) {
       document[kMergedField] = true;
     } else {
       document.erase(kMergedField);
     }
     plan.steps.emplace_back(BulkAction{BulkAction::Kind::index, intent.index, intent.id, intent.version,
                                        document.dump(), intent.event});
-    write({intent.index, intent.id},
-          {std::move(document), intent.version, intent.seq, intent.table, intent.key, merged && !intent.row});
+    write({intent.index, intent.id}, {std::move(document), intent.version, intent.seq, intent.table, intent.key, marked});
   };
   // What the engine holds for the intent's document once the steps so far are applied: the
   // batch's own writes first, else the lookup (nullptr: nothing known).
@@ -486,21 +486,27 @@ Plan DocumentPlanner::plan(std::span<const Event* const> events, DocumentLookup&
                                      found->second->key, found->second->merged})
                 .first->second;
   };
-  // A mapping's write older than the stored document, from another Kafka key than the one that
-  // wrote it, where ordered delivery would have combined the two (a partial update onto anything,
-  // a whole document under a merge): nobody ordered them, so merging, replacing or skipping would
-  // each lose a write. The event goes to the dead-letter topic, with all its targets.
+  // A mapping's write from another Kafka key than the one that wrote the stored document.
+  const auto other_key = [](const Intent& intent, const Stored& base) {
+    return !intent.row && base.key && intent.key && *base.key != *intent.key;
+  };
   // Older than the stored document: by version for the key that wrote it (its partition's order
   // is the commit order); from another key by (version, seq), so that two keys' events of one
   // transaction are ordered too.
   const auto older = [&](const Intent& intent, const Stored& base) {
-    if (!intent.row && base.key && intent.key && *base.key != *intent.key)
-      return below({intent.version, intent.seq}, {base.version, base.seq});
+    if (other_key(intent, base)) return below({intent.version, intent.seq}, {base.version, base.seq});
     return base.version > intent.version;
   };
-  const auto unordered = [&](const Intent& intent, const Stored& base) {
-    if (intent.row || !base.key || !intent.key || *base.key == *intent.key || !older(intent, base)) return false;
-    if (intent.kind == Intent::Kind::index && !base.merged) return false;  // replaced under order: stale
+  // An older write is stale (a replay of its key, or a whole document that ordered delivery
+  // would have replaced anyway), unless ordered delivery would have combined it with the stored
+  // document: a partial update from another key, or a whole document under another key's merge.
+  // Nobody ordered those, so merging, replacing or skipping would each lose a write: the event
+  // goes to the dead-letter topic, with all its targets.
+  const auto skip_older = [&](const Intent& intent, const Stored& base) {
+    if (!other_key(intent, base) || (intent.kind == Intent::Kind::index && !base.merged)) {
+      stale.insert(intent.event);
+      return;
+    }
     rejected.insert(intent.event);
     stale.erase(intent.event);
     std::erase_if(plan.steps, [&](const Step& step) {
@@ -509,13 +515,13 @@ Plan DocumentPlanner::plan(std::span<const Event* const> events, DocumentLookup&
     plan.rejected.emplace_back(
         intent.event,
         fmt::format("index {} document {}: this {} (Kafka key {}, version {}, seq {}) is older than the stored "
-                    "document (version {}, seq {}), which {} with another Kafka key ({}) wrote; events of different keys are not "
-                    "ordered, so it cannot be applied or skipped safely. Fix: map ids that follow the aggregate "
-                    "id (the Kafka key), or use `index` actions with the whole document; then re-apply this event",
+                    "document (version {}, seq {}), which {} with another Kafka key ({}) wrote; events of different "
+                    "keys are not ordered, so it cannot be applied or skipped safely. Fix: map ids that follow the "
+                    "aggregate id (the Kafka key), or use `index` actions with the whole document; then re-apply "
+                    "this event",
                     intent.index, intent.id, intent.kind == Intent::Kind::partial ? "partial update" : "document",
                     *intent.key, intent.version, intent.seq, base.version, base.seq,
                     base.merged ? "a partial update" : "an event", *base.key));
-    return true;
   };
 
   for (Intent& intent : intents) {
@@ -546,11 +552,11 @@ Plan DocumentPlanner::plan(std::span<const Event* const> events, DocumentLookup&
         write({intent.index, intent.id}, {std::nullopt, intent.version, intent.seq, intent.table, intent.key});
         break;
       case Intent::Kind::index: {
+        // Not sent when older: the engine would refuse an older version, but take an equal one of
+        // an earlier seq.
         const Stored* base = intent.check_merge ? base_of(intent) : nullptr;
         if (base != nullptr && older(intent, *base)) {
-          // Stale (the engine would refuse an older version too; an equal one of an earlier seq it
-          // would take), unless it cannot be ordered against a merge.
-          if (!unordered(intent, *base)) stale.insert(intent.event);
+          skip_older(intent, *base);
           break;
         }
         index_step(intent, std::move(intent.document), false);
@@ -559,8 +565,7 @@ Plan DocumentPlanner::plan(std::span<const Event* const> events, DocumentLookup&
       case Intent::Kind::partial: {
         Stored* base = base_of(intent);
         if (base != nullptr && older(intent, *base)) {
-          // A replay of this key (its events are in one partition's order) is stale.
-          if (!unordered(intent, *base)) stale.insert(intent.event);
+          skip_older(intent, *base);
           break;
         }
         if (!base || !base->source || !base->source->is_object()) {

@@ -46,8 +46,6 @@ class PgProjectorRecreatedTopic : public ::testing::Test {
     publisher.commit();
   }
 
-  ::testing::AssertionResult recreate() { return recreate_topic(topic_); }
-
   std::int64_t high_watermark() {
     kafka::AdminClient admin({{"bootstrap.servers", stack_env().kafka_bootstrap}});
     return admin.watermark_offsets(topic_, 0, 5s).high;
@@ -114,7 +112,7 @@ class PgProjectorRecreatedTopic : public ::testing::Test {
 
 TEST_F(PgProjectorRecreatedTopic, a_recreated_topic_shorter_than_the_stored_offset_stops_the_projector) {
   project_the_first_topic();
-  ASSERT_TRUE(recreate());
+  ASSERT_TRUE(recreate_topic(topic_));
   publish("new", 3);  // offsets 0-2 and the marker: the end is 4, the stored offset 11
   ASSERT_TRUE(poll_until([&] { return high_watermark() == 4; }, 30s, "the new topic's 3 records and marker"));
 
@@ -129,7 +127,7 @@ TEST_F(PgProjectorRecreatedTopic, a_recreated_topic_shorter_than_the_stored_offs
 
 TEST_F(PgProjectorRecreatedTopic, a_recreated_topic_longer_than_the_stored_offset_is_caught_by_the_fingerprint) {
   project_the_first_topic();
-  ASSERT_TRUE(recreate());
+  ASSERT_TRUE(recreate_topic(topic_));
   publish("new", 25);  // offsets 0-24 and the marker: the stored offset 11 is inside the new topic
   ASSERT_TRUE(poll_until([&] { return high_watermark() == 26; }, 30s, "the new topic's 25 records and marker"));
 
@@ -153,7 +151,7 @@ TEST_F(PgProjectorRecreatedTopic, a_topic_recreated_under_a_running_projector_st
   ASSERT_TRUE(projector_.wait_ready());
   ASSERT_TRUE(poll_until([&] { return projector_.caught_up(); }, 60s, "the projector caught up"))
       << projector_.process().log_tail();
-  ASSERT_TRUE(recreate());
+  ASSERT_TRUE(recreate_topic(topic_));
   publish("new", 3);
 
   // Seen at the reassignment (stored offset beyond the end) or, when librdkafka resets the fetch
